@@ -1,0 +1,1 @@
+"""Thin per-project packages built on tf_finetune: config, data function, model factory."""
