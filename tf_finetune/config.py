@@ -1,0 +1,239 @@
+"""Configs are frozen dataclasses: one per project, built on `TrainConfig`.
+
+Every field is also a command-line flag (`learning_rate` -> `--learning-rate`) whose help
+text comes from the field, so `--help` documents every setting. A run's config is resolved
+in this order, later wins:
+
+1. the dataclass defaults,
+2. `--config FILE` (JSON or TOML, keys are field names; unknown keys are rejected),
+3. `--smoke` (the class's `SMOKE` overrides, which shrink any run to seconds),
+4. flags given explicitly on the command line.
+
+The resolved config is written to `RUN/config.json` and read back by `evaluate`/`export`.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import typing
+
+from tf_finetune.errors import UserError
+
+
+def option(default, help, choices=None):
+    """A config field with its `--help` text (and allowed values)."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Settings every project shares: the run, the optimiser, the two fine-tuning phases."""
+
+    # Run.
+    seed: int = option(42, "Random seed for splits, shuffling, initialisation and augmentation.")
+    deterministic: bool = option(
+        False, "Use deterministic TF ops (slower) so the same seed gives identical metrics."
+    )
+    strategy: str = option(
+        "auto",
+        "tf.distribute strategy: auto picks TPU when configured, multi_worker when TF_CONFIG "
+        "is set, mirrored with more than one GPU, else default.",
+        ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu"),
+    )
+    mixed_precision: bool = option(
+        False, "Compute in mixed_float16 (GPU) with float32 variables and outputs."
+    )
+    jit_compile: bool = option(False, "Compile the train step with XLA.")
+    validation_split: float = option(
+        0.2, "Fraction of each class held out for validation when the data has no split."
+    )
+    max_examples_per_class: int = option(
+        0, "Use at most this many examples per class (0 = all); --smoke sets it small."
+    )
+    # Phase 1: the head, with the pretrained backbone frozen.
+    epochs: int = option(10, "Epochs of phase 1 (the head, backbone frozen).")
+    batch_size: int = option(32, "Global batch size (split across replicas).")
+    optimizer: str = option("adam", "Optimizer.", ("adam", "adamw", "sgd", "rmsprop"))
+    learning_rate: float = option(1e-3, "Peak learning rate of phase 1.")
+    weight_decay: float = option(0.0, "Decoupled weight decay (adamw, sgd).")
+    lr_schedule: str = option(
+        "cosine",
+        "Learning-rate schedule of each phase.",
+        ("constant", "exponential", "cosine", "cosine_restarts"),
+    )
+    warmup_epochs: float = option(0.0, "Linear warmup at the start of each phase, in epochs.")
+    decay_rate: float = option(0.9, "exponential: multiply the LR by this every decay_epochs.")
+    decay_epochs: float = option(1.0, "exponential: epochs per decay_rate step.")
+    restart_epochs: float = option(0.0, "cosine_restarts: length of the first cycle (0 = phase/4).")
+    min_lr_fraction: float = option(0.0, "cosine schedules: final LR as a fraction of the peak.")
+    label_smoothing: float = option(0.0, "Label smoothing for the cross-entropy loss.")
+    # Phase 2: fine-tuning the top of the backbone.
+    fine_tune_epochs: int = option(
+        0, "Epochs of phase 2, after unfreezing the top of the backbone (0 = no phase 2)."
+    )
+    unfreeze_top: int = option(
+        -1, "Phase 2 unfreezes this many top backbone layers (-1 = all); BatchNorm stays frozen."
+    )
+    fine_tune_learning_rate: float = option(1e-4, "Peak learning rate of phase 2.")
+    # Callbacks.
+    monitor: str = option("val_accuracy", "Metric for the best checkpoint and early stopping.")
+    early_stopping_patience: int = option(0, "Stop a phase after this many epochs without improvement (0 = off).")
+
+    # Fields the `--smoke` switch overrides; projects extend this.
+    SMOKE: typing.ClassVar[dict] = {
+        "epochs": 1,
+        "fine_tune_epochs": 1,
+        "max_examples_per_class": 16,
+        "batch_size": 16,
+    }
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            value = getattr(self, f.name)
+            if choices and value not in choices:
+                raise UserError(
+                    f"--{flag_name(f.name)} must be one of {', '.join(choices)}. "
+                    f"Received: {f.name}={value!r}"
+                )
+        positive = ("epochs", "batch_size", "learning_rate", "fine_tune_learning_rate")
+        for name in positive:
+            value = getattr(self, name)
+            if value <= 0 and not (name == "epochs" and self.fine_tune_epochs > 0):
+                raise UserError(f"--{flag_name(name)} must be positive. Received: {name}={value}")
+        if self.fine_tune_epochs < 0 or self.max_examples_per_class < 0:
+            raise UserError(
+                "--fine-tune-epochs and --max-examples-per-class must be >= 0. Received: "
+                f"fine_tune_epochs={self.fine_tune_epochs}, "
+                f"max_examples_per_class={self.max_examples_per_class}"
+            )
+        if not 0.0 < self.validation_split < 1.0:
+            raise UserError(
+                "--validation-split must be between 0 and 1. Received: "
+                f"validation_split={self.validation_split}"
+            )
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+
+def flag_name(field_name):
+    return field_name.replace("_", "-")
+
+
+def _field_types(cls):
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _coerce(cls, name, value, source):
+    """Checks/coerces one value to the field's type; `source` names where it came from."""
+    expected = _field_types(cls)[name]
+    origin = typing.get_origin(expected)
+    try:
+        if expected is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+                return value.lower() in ("true", "1", "yes")
+            raise TypeError
+        if expected is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise TypeError
+            return int(value)
+        if expected is float:
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if expected is str:
+            if not isinstance(value, str):
+                raise TypeError
+            return value
+        if origin is tuple:
+            return tuple(value)
+        if origin is typing.Union:  # Optional[...] fields: None or the inner type.
+            return value
+        return value
+    except (TypeError, ValueError):
+        type_name = getattr(expected, "__name__", str(expected))
+        raise UserError(
+            f"{source}: {name} must be a {type_name}. Received: {name}={value!r}"
+        ) from None
+
+
+def read_config_file(cls, path):
+    """Reads a JSON or TOML config file into a dict of checked field values."""
+    if not os.path.isfile(path):
+        raise UserError(f"--config {path} does not exist: pass a JSON or TOML file of settings.")
+    try:
+        if path.endswith(".toml"):
+            import tomllib
+
+            with open(path, "rb") as f:
+                data = tomllib.load(f)
+        else:
+            with open(path, encoding="utf-8") as f:
+                data = json.load(f)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"--config {path} is not valid JSON/TOML: {e}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"--config {path} must hold an object of settings. Received: {type(data).__name__}")
+    return check_keys(cls, data, f"--config {path}")
+
+
+def check_keys(cls, data, source):
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise UserError(
+            f"{source}: unknown setting(s) {', '.join(unknown)}; valid settings are "
+            f"{', '.join(names)}."
+        )
+    return {k: _coerce(cls, k, v, source) for k, v in data.items()}
+
+
+def build_config(cls, *, file=None, smoke=False, overrides=None):
+    """Resolves defaults < config file < smoke < explicit overrides into a `cls`."""
+    values = {}
+    if file:
+        values.update(read_config_file(cls, file))
+    if smoke:
+        values.update(cls.SMOKE)
+    if overrides:
+        values.update(check_keys(cls, overrides, "command line"))
+    return cls(**values)
+
+
+def load_run_config(cls, path):
+    """Reads `RUN/config.json` written by `save_config`."""
+    with open(path, encoding="utf-8") as f:
+        data = json.load(f)
+    return cls(**check_keys(cls, data, path))
+
+
+def add_config_flags(parser, cls):
+    """Adds one flag per config field. Unset flags are absent from the parsed namespace."""
+    group = parser.add_argument_group("settings (also accepted as keys of --config FILE)")
+    for f in dataclasses.fields(cls):
+        flag = f"--{flag_name(f.name)}"
+        help_text = f"{f.metadata.get('help', '')} (default: {f.default!r})"
+        kwargs = dict(dest=f.name, default=argparse.SUPPRESS, help=help_text)
+        field_type = _field_types(cls)[f.name]
+        if field_type is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+            continue
+        if f.metadata.get("choices"):
+            kwargs["choices"] = f.metadata["choices"]
+        if field_type in (int, float, str):
+            kwargs["type"] = field_type
+        elif typing.get_origin(field_type) is tuple:
+            kwargs["nargs"] = "+"
+            kwargs["type"] = float
+        group.add_argument(flag, **kwargs)
+
+
+def overrides_from_args(cls, args):
+    """The config fields given explicitly on the command line."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in vars(args).items() if k in names}

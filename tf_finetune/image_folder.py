@@ -1,0 +1,262 @@
+"""Image classification data laid out one subfolder per class.
+
+```
+ROOT/
+  daisy/    001.jpg 002.jpg ...
+  roses/    ...
+```
+
+`scan` lists the images, checks that each one decodes (unreadable files are skipped and
+counted, never a crash), `split` makes a seeded stratified train/validation split, and
+`make_dataset` turns a file list into a batched `tf.data` pipeline. `decode_image` is the one
+decode-and-resize function, used both for training and inside the exported serving graph, so
+what the model sees in training is what it sees in production.
+"""
+
+import collections
+import concurrent.futures
+import dataclasses
+import logging
+import os
+import random
+
+from tf_finetune.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif")
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageFolder:
+    """A list of labelled image files.
+
+    Attributes:
+        root: the folder that was scanned.
+        class_names: class names, sorted; label `i` is `class_names[i]`.
+        files: image paths.
+        labels: integer label of each file.
+        skipped: reason -> number of files skipped for it (e.g. `{"unreadable": 1}`).
+    """
+
+    root: str
+    class_names: tuple
+    files: tuple
+    labels: tuple
+    skipped: dict = dataclasses.field(default_factory=dict)
+
+    def __len__(self):
+        return len(self.files)
+
+    def class_counts(self):
+        """Number of images per class, in class order."""
+        counts = collections.Counter(self.labels)
+        return [counts.get(i, 0) for i in range(len(self.class_names))]
+
+
+def scan(root, *, validate=True, max_per_class=0, seed=0):
+    """Lists the images under `root`, one subfolder per class.
+
+    Args:
+        root: the data folder.
+        validate: decode every image once and skip (and count) the ones that fail.
+        max_per_class: keep at most this many images per class (a seeded random
+            sample; 0 keeps all). Used by `--smoke`.
+        seed: seed for that sample.
+
+    Returns:
+        An `ImageFolder`.
+
+    Raises:
+        UserError: when the folder is missing, has no class subfolders, no readable
+            images, or fewer than two classes with images.
+    """
+    root = os.path.abspath(os.path.expanduser(str(root)))
+    if not os.path.isdir(root):
+        what = "is a file" if os.path.exists(root) else "does not exist"
+        raise UserError(
+            f"Data folder {root} {what}: pass --data-dir pointing to a folder with one "
+            "subfolder of images per class."
+        )
+    class_dirs = sorted(
+        entry.name
+        for entry in os.scandir(root)
+        if entry.is_dir() and not entry.name.startswith(".")
+    )
+    if not class_dirs:
+        raise UserError(
+            f"Data folder {root} has no class subfolders: expected one subfolder per class "
+            f"with images inside (e.g. {os.path.join(root, 'class_a', 'image1.jpg')})."
+        )
+
+    skipped = collections.Counter()
+    per_class = {}
+    for name in class_dirs:
+        paths = []
+        for dirpath, dirnames, filenames in os.walk(os.path.join(root, name)):
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for filename in sorted(filenames):
+                if filename.startswith("."):
+                    continue
+                if filename.lower().endswith(IMAGE_EXTENSIONS):
+                    paths.append(os.path.join(dirpath, filename))
+                else:
+                    skipped["not an image file"] += 1
+        if max_per_class and len(paths) > max_per_class:
+            paths = sorted(random.Random(f"{seed}-{name}").sample(paths, max_per_class))
+        per_class[name] = paths
+
+    if validate:
+        all_paths = [p for paths in per_class.values() for p in paths]
+        bad = set(find_unreadable(all_paths))
+        if bad:
+            skipped["unreadable"] += len(bad)
+            examples = ", ".join(sorted(os.path.relpath(p, root) for p in bad)[:3])
+            logger.warning(
+                "Skipped %d unreadable image file(s) in %s (e.g. %s).", len(bad), root, examples
+            )
+            per_class = {n: [p for p in ps if p not in bad] for n, ps in per_class.items()}
+
+    empty = [name for name, paths in per_class.items() if not paths]
+    for name in empty:
+        logger.warning("Class folder %s has no readable images; it is left out.", name)
+    class_names = tuple(name for name in class_dirs if per_class[name])
+    if not class_names:
+        raise UserError(
+            f"Data folder {root} has no readable images ({', '.join(class_dirs[:5])} "
+            f"hold none): supported types are {', '.join(IMAGE_EXTENSIONS)}."
+        )
+    if len(class_names) < 2:
+        raise UserError(
+            f"Data folder {root} has images for one class only ({class_names[0]!r}): "
+            "classification needs at least two class subfolders with images."
+        )
+    files, labels = [], []
+    for label, name in enumerate(class_names):
+        files.extend(per_class[name])
+        labels.extend([label] * len(per_class[name]))
+    if skipped:
+        logger.info(
+            "Skipped %s.", ", ".join(f"{count} {reason}" for reason, count in sorted(skipped.items()))
+        )
+    return ImageFolder(root, class_names, tuple(files), tuple(labels), dict(skipped))
+
+
+def find_unreadable(paths, num_threads=None):
+    """Returns the paths that TensorFlow cannot read and decode as an image."""
+    import tensorflow as tf
+
+    def readable(path):
+        try:
+            data = tf.io.read_file(path)
+            image = tf.io.decode_image(data, channels=3, expand_animations=False)
+            return image.shape[0] > 0 and image.shape[1] > 0
+        except (tf.errors.OpError, ValueError):
+            return False
+
+    num_threads = num_threads or min(8, (os.cpu_count() or 1) * 2)
+    with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
+        ok = list(pool.map(readable, paths))
+    return [path for path, good in zip(paths, ok) if not good]
+
+
+def split(folder, validation_split, seed):
+    """Seeded stratified split into (train, validation) `ImageFolder`s.
+
+    Each class contributes `round(n * validation_split)` images to validation, at least
+    one when it has two or more, so every class is seen on both sides.
+    """
+    if not 0.0 < validation_split < 1.0:
+        raise UserError(
+            f"validation_split must be between 0 and 1 (exclusive). Received: "
+            f"validation_split={validation_split}"
+        )
+    by_class = collections.defaultdict(list)
+    for path, label in zip(folder.files, folder.labels):
+        by_class[label].append(path)
+    train, val = [], []
+    for label in sorted(by_class):
+        paths = sorted(by_class[label])
+        random.Random(f"{seed}-split-{label}").shuffle(paths)
+        n_val = int(round(len(paths) * validation_split))
+        if len(paths) >= 2:
+            n_val = min(max(n_val, 1), len(paths) - 1)
+        else:
+            n_val = 0
+        val.extend((p, label) for p in paths[:n_val])
+        train.extend((p, label) for p in paths[n_val:])
+
+    def subset(pairs):
+        pairs = sorted(pairs)
+        return ImageFolder(
+            folder.root,
+            folder.class_names,
+            tuple(p for p, _ in pairs),
+            tuple(l for _, l in pairs),
+            folder.skipped,
+        )
+
+    return subset(train), subset(val)
+
+
+def decode_image(encoded, image_size):
+    """Decodes encoded image bytes (JPEG, PNG, BMP, GIF) to a uint8 [H, W, 3] tensor.
+
+    Grayscale and RGBA become RGB; the image is resized (bilinear) to `image_size` and
+    rounded back to uint8. Training and the exported serving graph both call this.
+    """
+    import tensorflow as tf
+
+    image = tf.io.decode_image(encoded, channels=3, expand_animations=False, dtype=tf.uint8)
+    image = tf.image.resize(image, image_size, method="bilinear")
+    return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
+
+
+def make_dataset(
+    files,
+    labels,
+    *,
+    image_size,
+    batch_size,
+    shuffle=False,
+    seed=None,
+    augmentation=None,
+    cache=True,
+):
+    """A batched `tf.data` pipeline of (float32 images in [0, 255], int32 labels).
+
+    Args:
+        files, labels: image paths and their integer labels.
+        image_size: (height, width) the images are resized to.
+        batch_size: batch size.
+        shuffle: reshuffle every epoch (seeded by `seed`).
+        augmentation: a callable `augmentation(images, training=True)` applied to each
+            batch (e.g. `tf_finetune.augmentation.ImageAugmentation`), or None.
+        cache: keep decoded images in memory after the first epoch.
+    """
+    import tensorflow as tf
+
+    autotune = tf.data.AUTOTUNE
+    image_size = tuple(int(s) for s in image_size)
+    ds = tf.data.Dataset.from_tensor_slices(
+        (tf.constant(list(files), tf.string), tf.constant(list(labels), tf.int32))
+    )
+
+    def load(path, label):
+        return decode_image(tf.io.read_file(path), image_size), label
+
+    if cache:
+        ds = ds.map(load, num_parallel_calls=autotune).cache()
+        if shuffle:
+            ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    else:
+        if shuffle:
+            ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.map(load, num_parallel_calls=autotune)
+    ds = ds.batch(batch_size)
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=autotune)
+    if augmentation is not None:
+        ds = ds.map(
+            lambda x, y: (augmentation(x, training=True), y), num_parallel_calls=autotune
+        )
+    return ds.prefetch(autotune)
