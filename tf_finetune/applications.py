@@ -1,0 +1,139 @@
+"""ImageNet backbones from `keras.applications`, by name, with offline weights.
+
+`build_backbone("mobilenet_v2", image_size=224, alpha=0.35, weights="imagenet")` returns the
+no-top model named `backbone` (so freezing and phase-2 fine-tuning can find it) and the
+matching `ApplicationPreprocess` layer, which applies the application's own
+`preprocess_input` inside the model: the model takes RGB floats in [0, 255].
+
+`weights` is `"imagenet"`, `"none"` or a weights file. For `"imagenet"` the Keras file is
+taken from `$TF_FINETUNE_DATA/weights/keras_applications/` when it is there (same file name
+Keras downloads), else downloaded by Keras; offline, that fails with one clear line.
+"""
+
+import importlib
+import os
+
+import keras
+
+from tf_finetune import locate
+from tf_finetune.errors import UserError
+
+# Short names -> keras.applications constructor names. Any constructor name works too.
+ALIASES = {
+    "mobilenet": "MobileNet",
+    "mobilenet_v2": "MobileNetV2",
+    "mobilenet_v3_small": "MobileNetV3Small",
+    "mobilenet_v3_large": "MobileNetV3Large",
+    "efficientnet_b0": "EfficientNetB0",
+    "efficientnet_v2_b0": "EfficientNetV2B0",
+    "resnet50": "ResNet50",
+    "resnet50_v2": "ResNet50V2",
+    "convnext_tiny": "ConvNeXtTiny",
+    "inception_v3": "InceptionV3",
+    "xception": "Xception",
+    "densenet121": "DenseNet121",
+    "nasnet_mobile": "NASNetMobile",
+}
+ALPHA_MODELS = ("MobileNet", "MobileNetV2", "MobileNetV3Small", "MobileNetV3Large")
+
+
+def constructor_name(name):
+    """The `keras.applications` constructor name for `name` (alias or constructor)."""
+    ctor = ALIASES.get(name.lower(), name)
+    if not callable(getattr(keras.applications, ctor, None)) or ctor[0].islower():
+        options = ", ".join(sorted(ALIASES))
+        raise UserError(
+            f"Unknown backbone: use one of {options} or a keras.applications model name "
+            f"(e.g. EfficientNetB0). Received: backbone={name!r}"
+        )
+    return ctor
+
+
+@keras.saving.register_keras_serializable(package="tf_finetune")
+class ApplicationPreprocess(keras.layers.Layer):
+    """Applies `keras.applications.<module>.preprocess_input` in the model.
+
+    Args:
+        application: a `keras.applications` constructor name, e.g. "MobileNetV2".
+    """
+
+    def __init__(self, application, **kwargs):
+        super().__init__(**kwargs)
+        self.application = application
+        module = getattr(keras.applications, application).__module__
+        self._preprocess_input = importlib.import_module(module).preprocess_input
+
+    def call(self, images):
+        return self._preprocess_input(images)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"application": self.application})
+        return config
+
+
+def keras_weights_filename(ctor, alpha, image_size):
+    """The file name Keras downloads for no-top ImageNet weights, where it is regular."""
+    rows = image_size if image_size in (128, 160, 192, 224) else 224
+    if ctor == "MobileNetV2":
+        rows = image_size if image_size in (96, 128, 160, 192, 224) else 224
+        return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{float(alpha)}_{rows}_no_top.h5"
+    if ctor == "MobileNet":
+        alpha_text = {1.0: "1_0", 0.75: "7_5", 0.5: "5_0", 0.25: "2_5"}.get(float(alpha))
+        return alpha_text and f"mobilenet_{alpha_text}_{rows}_tf_no_top.h5"
+    return None
+
+
+def build_backbone(name, *, image_size, alpha=1.0, weights="imagenet"):
+    """Builds a no-top `keras.applications` backbone named "backbone".
+
+    Returns:
+        (backbone, preprocess_layer)
+    """
+    ctor = constructor_name(name)
+    kwargs = {"include_top": False, "input_shape": (image_size, image_size, 3)}
+    if ctor in ALPHA_MODELS:
+        kwargs["alpha"] = alpha
+    described = f"{ctor}" + (f" (alpha={alpha})" if ctor in ALPHA_MODELS else "")
+
+    source = weights
+    if weights in (None, "none"):
+        source = None
+    elif weights == "imagenet":
+        filename = keras_weights_filename(ctor, alpha, image_size)
+        local = filename and (
+            locate.resolve_weights_file(filename)
+            or locate.resolve_weights_file(keras_weights_filename(ctor, alpha, 224))
+        )
+        source = local or "imagenet"
+    else:
+        source = os.path.abspath(os.path.expanduser(weights))
+        if not os.path.isfile(source):
+            raise UserError(
+                f"--weights {source} does not exist: pass imagenet, none, or the path of a "
+                f".h5 weights file for {described}."
+            )
+
+    try:
+        backbone = getattr(keras.applications, ctor)(weights=source, **kwargs)
+    except Exception as e:  # Download failures and incompatible files surface here.
+        reason = " ".join(str(e).split())
+        if source == "imagenet":
+            offline = keras_weights_filename(ctor, alpha, 224)
+            where = (
+                f"set TF_FINETUNE_DATA to a folder with weights/keras_applications/{offline}"
+                if offline else "use a machine that can download it"
+            )
+            raise UserError(
+                f"Could not download ImageNet weights for {described} (offline?): pass "
+                f"--weights PATH.h5, or {where}, or --weights none to train from scratch."
+            ) from None
+        raise UserError(
+            f"--weights {source} could not be loaded into {described}: {reason[:160]}. Pass weights "
+            "saved from the same architecture and width."
+        ) from None
+    backbone.name = "backbone"
+    return backbone, ApplicationPreprocess(ctor, name="preprocess")

@@ -1,0 +1,269 @@
+"""The command line every project shares.
+
+```
+python -m projects.<name> train    [--data-dir DIR] [--output-dir RUN] [--epochs N] [--batch-size N]
+                                   [--config FILE] [--export-dir DIR] [--smoke] [settings...]
+python -m projects.<name> evaluate --run-dir RUN [--data-dir DIR]
+python -m projects.<name> export   --run-dir RUN [--export-dir DIR]
+python -m projects.<name> predict  --model RUN_OR_SAVEDMODEL INPUT...
+```
+
+Problems a user can fix print one `error: ...` line and exit with status 2.
+"""
+
+import argparse
+import datetime
+import json
+import logging
+import os
+import sys
+import time
+
+# The CLI is an entry point: quiet TensorFlow's C++ start-up chatter (CUDA probing on CPU
+# machines, CPU feature notes) unless the user asked for it. Must run before TF is imported.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+from tf_finetune import config as config_lib
+from tf_finetune.errors import UserError
+from tf_finetune.strategy import describe_strategy
+
+logger = logging.getLogger("tf_finetune")
+
+
+def main(project, argv=None):
+    """Runs the CLI for `project`; returns the exit status."""
+    args = build_parser(project).parse_args(argv)
+    _setup_logging()
+    try:
+        return COMMANDS[args.command](project, args) or 0
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; re-run the same command to resume.", file=sys.stderr)
+        return 130
+
+
+def _setup_logging():
+    """Our INFO lines (time + message) on stderr; other libraries stay at WARNING."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    for name in ("tf_finetune", "projects"):
+        log = logging.getLogger(name)
+        if not log.handlers:
+            log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+
+
+def build_parser(project):
+    parser = argparse.ArgumentParser(prog=f"python -m projects.{project.name}", description=project.description)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser("train", help="Train (fine-tune) a model into a run directory.")
+    train.add_argument("--data-dir", help=f"Data folder (default: $TF_FINETUNE_DATA/<dataset>, else the online source).")
+    train.add_argument("--output-dir", help=f"Run directory (default: runs/{project.name}/<timestamp>). Re-running with the same one resumes.")
+    train.add_argument("--config", help="JSON or TOML file of settings (keys as below, with underscores).")
+    train.add_argument("--export-dir", help=f"Also export a new numbered SavedModel version here (e.g. saved_models/{project.name}).")
+    train.add_argument("--smoke", action="store_true", help="Shrink the run to seconds (few examples, 1 epoch per phase).")
+    config_lib.add_config_flags(train, project.config_class)
+
+    evaluate = commands.add_parser("evaluate", help="Print per-class metrics of a run's best model.")
+    evaluate.add_argument("--run-dir", required=True, help="A run directory written by train.")
+    evaluate.add_argument("--data-dir", help="Evaluate on the validation split of this data instead of the run's.")
+
+    export = commands.add_parser("export", help="Export a run's best model as a SavedModel that serves raw inputs.")
+    export.add_argument("--run-dir", required=True, help="A run directory written by train.")
+    export.add_argument("--export-dir", default=os.path.join("saved_models", project.name),
+                        help="Folder of numbered versions (default: %(default)s).")
+
+    predict = commands.add_parser("predict", help="Classify inputs with a run or an exported SavedModel.")
+    predict.add_argument("--model", required=True, help="A run directory, a SavedModel, or a folder of SavedModel versions (latest used).")
+    predict.add_argument("--json", action="store_true", help="Print one JSON object per input.")
+    predict.add_argument("inputs", nargs="+", metavar="INPUT", help="Inputs to classify (image files, or text).")
+    return parser
+
+
+# --- train ---
+
+def train(project, args):
+    from tf_finetune import evaluation, export, metrics, trainer as trainer_lib
+
+    config = config_lib.build_config(
+        project.config_class,
+        file=args.config,
+        smoke=args.smoke,
+        overrides=config_lib.overrides_from_args(project.config_class, args),
+    )
+    run_dir = os.path.abspath(args.output_dir or os.path.join(
+        "runs", project.name, datetime.datetime.now().strftime("%Y%m%d-%H%M%S")))
+    _check_resumable(project, run_dir, config)
+    if args.export_dir:
+        export.check_export_dir(args.export_dir)
+
+    # Everything that can reject the input runs before anything is written.
+    data = project.load_data(config, args.data_dir)
+    logger.info("Data: %s, %d classes; %s", data.source, len(data.class_names), data.info)
+    trainer = trainer_lib.Trainer(config, run_dir)
+    model = trainer.build_model(lambda: project.build_model(config, data.class_names))
+
+    os.makedirs(run_dir, exist_ok=True)
+    metrics.write_json(config.to_dict(), os.path.join(run_dir, "config.json"))
+    metrics.write_json({
+        "project": project.name,
+        "data_dir": data.source,
+        "class_names": list(data.class_names),
+        "examples": list(data.examples),
+        "data": data.info,
+        "smoke": bool(args.smoke),
+        "command": " ".join(sys.argv),
+    }, os.path.join(run_dir, "run.json"))
+    logger.info("Run directory: %s (%s)", run_dir, describe_strategy(trainer.strategy))
+    start = time.time()
+    best = trainer.fit(model, data.train, data.val)
+    seconds = time.time() - start
+
+    report = evaluation.write_report(
+        best, data.val, data.class_names, run_dir,
+        history=trainer_lib.read_history(run_dir),
+        phase_boundaries=trainer_lib.phase_boundaries(config),
+        extra={"train_seconds": round(seconds, 1), "data": data.info},
+    )
+    print(f"\nValidation metrics ({report['num_examples']} examples, trained in {seconds:.0f} s):")
+    print(metrics.format_report(report))
+    print(f"Run directory: {run_dir}")
+    if args.export_dir:
+        path = _export(project, run_dir, best, config, args.export_dir)
+        print(f"Exported: {path}")
+
+
+def _check_resumable(project, run_dir, config):
+    """A run dir may be reused only by the same project with the same settings (resume)."""
+    run_json = os.path.join(run_dir, "run.json")
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise UserError(f"--output-dir {run_dir} is a file: pass a folder for the run.")
+    if not os.path.exists(run_json):
+        return
+    with open(run_json, encoding="utf-8") as f:
+        other = json.load(f).get("project")
+    if other != project.name:
+        raise UserError(f"--output-dir {run_dir} holds a {other!r} run, not {project.name!r}: pass a new folder.")
+    saved = config_lib.load_run_config(project.config_class, os.path.join(run_dir, "config.json"))
+    changed = sorted(k for k, v in config.to_dict().items() if saved.to_dict()[k] != v)
+    if changed:
+        raise UserError(
+            f"--output-dir {run_dir} was trained with other settings ({', '.join(changed)} differ): "
+            "re-run with the same settings to resume, or pass a new --output-dir."
+        )
+    logger.info("Resuming the run in %s.", run_dir)
+
+
+# --- evaluate / export / predict ---
+
+def load_run(project, run_dir):
+    """(config, run record, best Keras model) of a run directory."""
+    import keras
+
+    run_dir = os.path.abspath(run_dir)
+    run_json = os.path.join(run_dir, "run.json")
+    if not os.path.isfile(run_json):
+        raise UserError(f"--run-dir {run_dir} is not a training run (no run.json): pass a folder written by train.")
+    with open(run_json, encoding="utf-8") as f:
+        record = json.load(f)
+    if record.get("project") != project.name:
+        raise UserError(
+            f"--run-dir {run_dir} holds a {record.get('project')!r} run, not {project.name!r}: "
+            f"use python -m projects.{record.get('project')} instead."
+        )
+    best = os.path.join(run_dir, "checkpoints", "best.keras")
+    if not os.path.isfile(best):
+        raise UserError(f"--run-dir {run_dir} has no checkpoints/best.keras yet: train it (again) first.")
+    config = config_lib.load_run_config(project.config_class, os.path.join(run_dir, "config.json"))
+    return config, record, keras.models.load_model(best)
+
+
+def evaluate(project, args):
+    from tf_finetune import evaluation, metrics
+
+    config, record, model = load_run(project, args.run_dir)
+    data = project.load_data(config, args.data_dir or record["data_dir"])
+    if list(data.class_names) != record["class_names"]:
+        raise UserError(
+            f"--data-dir classes {list(data.class_names)} differ from the run's "
+            f"{record['class_names']}: evaluate on data with the same classes."
+        )
+    out_dir = os.path.join(os.path.abspath(args.run_dir), "evaluation")
+    report = evaluation.write_report(model, data.val, data.class_names, out_dir, extra={"data_dir": data.source})
+    print(f"Validation metrics on {data.source} ({report['num_examples']} examples):")
+    print(metrics.format_report(report))
+    print(f"Written: {os.path.join(out_dir, 'metrics.json')}")
+
+
+def export(project, args):
+    config, record, model = load_run(project, args.run_dir)
+    path = _export(project, os.path.abspath(args.run_dir), model, config, args.export_dir, record)
+    print(f"Exported: {path}")
+
+
+def _export(project, run_dir, model, config, export_dir, record=None):
+    from tf_finetune import export as export_lib
+
+    if record is None:
+        with open(os.path.join(run_dir, "run.json"), encoding="utf-8") as f:
+            record = json.load(f)
+    try:
+        examples = project.read_inputs(record.get("examples", []))
+    except UserError:
+        examples = []
+    if not examples:
+        logger.info("The run's example inputs are gone; verifying the export on synthetic inputs.")
+        examples = project.synthetic_inputs(config)
+    return export_lib.export_classifier(
+        model,
+        preprocess=project.preprocess(config),
+        class_names=record["class_names"],
+        export_dir=export_dir,
+        examples=examples,
+    )
+
+
+def predict(project, args):
+    import numpy as np
+
+    from tf_finetune import export as export_lib
+
+    raw = project.read_inputs(args.inputs)
+    saved_model = export_lib.find_saved_model(args.model)
+    if saved_model:
+        out = export_lib.serve_saved_model(saved_model, raw)
+        probabilities = out["probabilities"]
+        class_names = [l.decode() for l in _read_labels(saved_model)] if _read_labels(saved_model) else None
+    else:
+        config, record, model = load_run(project, args.model)
+        probabilities = np.asarray(model(project.preprocess(config)(_to_tensor(raw)), training=False))
+        class_names = record["class_names"]
+    for name, probs in zip(args.inputs, probabilities):
+        k = int(np.argmax(probs))
+        label = class_names[k] if class_names else str(k)
+        if args.json:
+            print(json.dumps({"input": name, "label": label, "probability": round(float(probs[k]), 6),
+                              "probabilities": [round(float(p), 6) for p in probs]}))
+        else:
+            print(f"{label}\t{probs[k]:.4f}\t{name}")
+
+
+def _read_labels(saved_model):
+    path = os.path.join(saved_model, "assets", "labels.txt")
+    if not os.path.isfile(path):
+        return None
+    with open(path, "rb") as f:
+        return [line.rstrip(b"\n") for line in f if line.strip()]
+
+
+def _to_tensor(raw):
+    import tensorflow as tf
+
+    return tf.constant(list(raw))
+
+
+COMMANDS = {"train": train, "evaluate": evaluate, "export": export, "predict": predict}

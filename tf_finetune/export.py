@@ -1,0 +1,141 @@
+"""SavedModel export that serves raw inputs, in TF Serving's layout.
+
+`export_classifier` writes `EXPORT_DIR/<version>/` whose `serving_default` signature takes a
+1-D `tf.string` tensor of raw inputs (encoded image bytes, or UTF-8 text) and returns
+
+- `probabilities`: float32 [batch, num_classes]
+- `labels`: string [batch], the most likely class name
+
+Pre-processing (decoding, resizing, tokenising) lives in the graph, supplied by the project
+as a `preprocess(strings) -> model inputs` function. The class names are also written to
+`assets/labels.txt`.
+
+The export is written to a temporary folder beside the target, reloaded with plain
+`tf.saved_model.load`, and its outputs are compared with the Keras model's on real inputs
+(max abs difference <= `tolerance`). Only then is it renamed to its version number, so a
+failed export never leaves a half-written version behind.
+"""
+
+import logging
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from tf_finetune.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+SIGNATURE = "serving_default"
+
+
+def next_version(export_dir):
+    """1 + the highest numbered version under `export_dir` (1 when there is none)."""
+    if not os.path.isdir(export_dir):
+        return 1
+    versions = [int(n) for n in os.listdir(export_dir) if n.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def check_export_dir(export_dir):
+    """Fails early, with one line, when `export_dir` cannot hold exports."""
+    export_dir = os.path.abspath(export_dir)
+    if os.path.exists(export_dir) and not os.path.isdir(export_dir):
+        raise UserError(f"--export-dir {export_dir} is a file: pass a folder for the versions.")
+    probe = export_dir
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.access(probe, os.W_OK):
+        raise UserError(f"--export-dir {export_dir} is not writable: pass a folder you can write to.")
+    return export_dir
+
+
+def export_classifier(model, *, preprocess, class_names, export_dir, examples, tolerance=1e-5):
+    """Exports `model` as a raw-input classifier SavedModel; returns the version's path.
+
+    Args:
+        model: a Keras model mapping `preprocess(strings)` to class probabilities.
+        preprocess: a TF function from a 1-D `tf.string` tensor to the model's inputs.
+        class_names: the class names, in label order.
+        export_dir: the folder holding numbered versions (created if needed).
+        examples: a list of raw inputs (bytes or str) used to verify the export.
+        tolerance: the largest allowed abs difference between Keras and SavedModel outputs.
+    """
+    import keras
+    import tensorflow as tf
+
+    export_dir = check_export_dir(export_dir)
+    os.makedirs(export_dir, exist_ok=True)
+    version = next_version(export_dir)
+    names = tf.constant(list(class_names))
+
+    def serve(inputs):
+        probabilities = tf.cast(model(preprocess(inputs), training=False), tf.float32)
+        labels = tf.gather(names, tf.argmax(probabilities, axis=-1))
+        return {"probabilities": probabilities, "labels": labels}
+
+    tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=export_dir)
+    try:
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint(
+            name=SIGNATURE, fn=serve, input_signature=[tf.TensorSpec([None], tf.string)]
+        )
+        # ExportArchive wants to create the folder itself.
+        os.rmdir(tmp)
+        archive.write_out(tmp, verbose=False)
+        assets = os.path.join(tmp, "assets")
+        os.makedirs(assets, exist_ok=True)
+        with open(os.path.join(assets, "labels.txt"), "w", encoding="utf-8") as f:
+            f.write("".join(f"{name}\n" for name in class_names))
+        diff = verify(tmp, model, preprocess, examples, tolerance)
+        final = os.path.join(export_dir, str(version))
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.info("Exported version %d to %s (max |SavedModel - Keras| = %.2e on %d inputs).",
+                version, final, diff, len(examples))
+    return final
+
+
+def verify(path, model, preprocess, examples, tolerance):
+    """Reloads the SavedModel and checks it matches the Keras model on `examples`."""
+    import tensorflow as tf
+
+    if not examples:
+        raise ValueError("Export verification needs at least one example input. Received: examples=[]")
+    inputs = tf.constant(list(examples))
+    served = tf.saved_model.load(path).signatures[SIGNATURE](inputs)
+    expected = np.asarray(model(preprocess(inputs), training=False), dtype=np.float32)
+    got = served["probabilities"].numpy()
+    diff = float(np.max(np.abs(got - expected)))
+    if got.shape != expected.shape or not diff <= tolerance:
+        raise RuntimeError(
+            f"Exported SavedModel does not match the Keras model: max abs difference {diff:.3g} "
+            f"> {tolerance:g} (shapes {got.shape} vs {expected.shape})."
+        )
+    return diff
+
+
+def find_saved_model(path):
+    """`path` itself if it is a SavedModel, else its highest numbered version, else None."""
+    if os.path.isfile(os.path.join(path, "saved_model.pb")):
+        return path
+    if os.path.isdir(path):
+        versions = sorted((int(n) for n in os.listdir(path) if n.isdigit()), reverse=True)
+        for v in versions:
+            candidate = os.path.join(path, str(v))
+            if os.path.isfile(os.path.join(candidate, "saved_model.pb")):
+                return candidate
+    return None
+
+
+def serve_saved_model(path, inputs):
+    """Runs `serving_default` of the SavedModel at `path` on raw inputs; returns numpy dict."""
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(path)
+    outputs = loaded.signatures[SIGNATURE](tf.constant(list(inputs)))
+    return {k: v.numpy() for k, v in outputs.items()}

@@ -1,0 +1,58 @@
+"""What a project supplies to the shared CLI: a config, a data function, a model factory.
+
+A project package (`projects/<name>/`) builds one `Project` and runs
+`tf_finetune.cli.main(PROJECT)`; it never writes its own training loop, checkpointing or
+export code.
+"""
+
+import dataclasses
+import typing
+
+
+@dataclasses.dataclass
+class Data:
+    """What a project's data function returns.
+
+    Attributes:
+        train, val: batched `tf.data.Dataset`s of (model inputs, integer labels).
+        class_names: class names in label order.
+        source: where the data came from (a path or `tfds:<name>`), for the run record.
+        examples: a few raw validation inputs as the CLI's `predict` takes them (image paths,
+            or text), used to verify exports against the Keras model.
+        info: counts and anything else worth recording in `run.json`.
+    """
+
+    train: typing.Any
+    val: typing.Any
+    class_names: tuple
+    source: str
+    examples: list
+    info: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Project:
+    """A project's contract with the shared CLI and trainer.
+
+    Attributes:
+        name: the package name, e.g. "plant_cnn" (also the export folder name).
+        description: one line for `--help`.
+        config_class: a frozen dataclass extending `tf_finetune.config.TrainConfig`.
+        load_data: `(config, data_dir or None) -> Data`.
+        build_model: `(config, class_names) -> keras.Model`, called inside the strategy scope.
+        preprocess: `(config) -> fn`, where `fn(1-D tf.string) -> model inputs`: the
+            in-graph pre-processing shared by `predict` and the exported SavedModel.
+        read_inputs: `(list of CLI inputs) -> list of raw values` for `preprocess` (e.g. file
+            paths -> encoded bytes).
+        synthetic_inputs: `(config) -> list of raw values` used to verify an export when the
+            recorded examples are no longer on disk.
+    """
+
+    name: str
+    description: str
+    config_class: type
+    load_data: typing.Callable
+    build_model: typing.Callable
+    preprocess: typing.Callable
+    read_inputs: typing.Callable
+    synthetic_inputs: typing.Callable

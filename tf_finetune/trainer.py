@@ -1,0 +1,287 @@
+"""The one place that compiles and fits, for every project.
+
+Fine-tuning runs in up to two phases (the keras-io transfer-learning recipe):
+
+1. **head**: train the model as its factory built it; for transfer learning the factory has
+   frozen the pretrained backbone, so only the new head learns, at `learning_rate`.
+2. **fine-tune** (`fine_tune_epochs > 0`): unfreeze the top `unfreeze_top` layers of the layer
+   named `backbone` (BatchNormalization stays frozen, i.e. in inference mode), recompile with
+   a fresh optimizer at the lower `fine_tune_learning_rate`, and continue the epoch count.
+
+Everything lands in the run directory:
+
+```
+RUN/checkpoints/best.keras     best model so far (monitor), across both phases
+RUN/checkpoints/phase1.keras   the model at the end of phase 1 (resume point of phase 2)
+RUN/backup/phase<N>/           BackupAndRestore state: re-running the command resumes
+RUN/history.csv                one row per epoch, both phases (CSVLogger, appended)
+RUN/logs/                      TensorBoard
+RUN/state.json                 which phases are done
+```
+"""
+
+import contextlib
+import csv
+import json
+import logging
+import math
+import os
+import sys
+
+from tf_finetune import freezing
+from tf_finetune import schedules
+from tf_finetune.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+BEST_CHECKPOINT = os.path.join("checkpoints", "best.keras")
+PHASE1_CHECKPOINT = os.path.join("checkpoints", "phase1.keras")
+
+
+class Trainer:
+    """Builds, compiles and fits a model for one run directory.
+
+    Args:
+        config: a `tf_finetune.config.TrainConfig` (or a project subclass).
+        run_dir: the run directory; created if needed.
+        strategy: a `tf.distribute.Strategy`; by default chosen from `config.strategy`.
+    """
+
+    def __init__(self, config, run_dir, strategy=None):
+        import keras
+        import tensorflow as tf
+
+        from tf_finetune.strategy import choose_strategy
+
+        self.config = config
+        self.run_dir = os.path.abspath(run_dir)
+        keras.utils.set_random_seed(config.seed)
+        if config.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        self.strategy = strategy or choose_strategy(config.strategy)
+
+    # --- Model ---
+
+    def build_model(self, model_fn):
+        """Calls `model_fn()` inside the strategy scope (and mixed-precision policy)."""
+        with self.strategy.scope(), _dtype_policy(self.config.mixed_precision):
+            return model_fn()
+
+    def compile(self, model, *, learning_rate, epochs, steps_per_epoch, loss=None, metrics=None):
+        """Compiles `model` with a fresh optimizer whose schedule spans `epochs`."""
+        import keras
+
+        c = self.config
+        total_steps = max(1, int(epochs * steps_per_epoch))
+        warmup = min(int(c.warmup_epochs * steps_per_epoch), total_steps - 1)
+        kwargs = {}
+        if c.lr_schedule == "exponential":
+            kwargs.update(decay_rate=c.decay_rate, decay_steps=max(1, int(c.decay_epochs * steps_per_epoch)))
+        elif c.lr_schedule == "cosine_restarts" and c.restart_epochs > 0:
+            kwargs.update(first_decay_steps=max(1, int(c.restart_epochs * steps_per_epoch)))
+        if c.lr_schedule.startswith("cosine"):
+            kwargs.update(alpha=c.min_lr_fraction)
+        lr = schedules.build_schedule(
+            c.lr_schedule, learning_rate, total_steps, warmup_steps=warmup, **kwargs
+        )
+        with self.strategy.scope():
+            optimizer = _make_optimizer(c.optimizer, lr, c.weight_decay)
+            if loss is None:
+                if c.label_smoothing > 0:
+                    loss = keras.losses.CategoricalCrossentropy(label_smoothing=c.label_smoothing)
+                else:
+                    loss = keras.losses.SparseCategoricalCrossentropy()
+            model.compile(
+                optimizer=optimizer,
+                loss=loss,
+                metrics=metrics if metrics is not None else ["accuracy"],
+                jit_compile=c.jit_compile,
+            )
+
+    # --- Fit ---
+
+    def fit(self, model, train_ds, val_ds, *, loss=None, metrics=None):
+        """Runs phase 1 (and phase 2 when configured); returns the best model.
+
+        Re-running with the same run directory resumes: finished phases are skipped and
+        an interrupted one continues from its last epoch (BackupAndRestore).
+        """
+        import keras
+
+        c = self.config
+        os.makedirs(os.path.join(self.run_dir, "checkpoints"), exist_ok=True)
+        if c.label_smoothing > 0 and loss is None:
+            train_ds, val_ds = (_one_hot(ds, model.output_shape[-1]) for ds in (train_ds, val_ds))
+        steps_per_epoch = _cardinality(train_ds)
+        state = self._read_state()
+        best = state.get("best")
+
+        if not state.get("phase1_done"):
+            self.compile(
+                model, learning_rate=c.learning_rate, epochs=c.epochs,
+                steps_per_epoch=steps_per_epoch, loss=loss, metrics=metrics,
+            )
+            logger.info("Phase 1 (head): %s", freezing.format_trainable_summary(model))
+            best = self._fit_phase(model, train_ds, val_ds, phase=1, initial_epoch=0,
+                                   epochs=c.epochs, best=best)
+            model.save(os.path.join(self.run_dir, PHASE1_CHECKPOINT))
+            self._write_state(phase1_done=True, best=best)
+
+        if c.fine_tune_epochs > 0 and not state.get("phase2_done"):
+            if state.get("phase1_done"):  # Resuming: continue from the end of phase 1.
+                model.set_weights(
+                    keras.models.load_model(os.path.join(self.run_dir, PHASE1_CHECKPOINT)).get_weights()
+                )
+            backbone = _find_backbone(model)
+            n = freezing.unfreeze_top(backbone, c.unfreeze_top)
+            logger.info("Phase 2 (fine-tune): unfroze the top %d backbone layers; %s",
+                        n, freezing.format_trainable_summary(model))
+            self.compile(
+                model, learning_rate=c.fine_tune_learning_rate, epochs=c.fine_tune_epochs,
+                steps_per_epoch=steps_per_epoch, loss=loss, metrics=metrics,
+            )
+            best = self._fit_phase(model, train_ds, val_ds, phase=2, initial_epoch=c.epochs,
+                                   epochs=c.epochs + c.fine_tune_epochs, best=best)
+            self._write_state(phase1_done=True, phase2_done=True, best=best)
+
+        return keras.models.load_model(os.path.join(self.run_dir, BEST_CHECKPOINT))
+
+    def _fit_phase(self, model, train_ds, val_ds, *, phase, initial_epoch, epochs, best):
+        import keras
+
+        c = self.config
+        checkpoint = keras.callbacks.ModelCheckpoint(
+            os.path.join(self.run_dir, BEST_CHECKPOINT),
+            monitor=c.monitor,
+            save_best_only=True,
+            initial_value_threshold=best,
+        )
+        callbacks = [
+            keras.callbacks.BackupAndRestore(os.path.join(self.run_dir, "backup", f"phase{phase}")),
+            checkpoint,
+            keras.callbacks.TensorBoard(os.path.join(self.run_dir, "logs"), write_graph=False),
+            keras.callbacks.CSVLogger(os.path.join(self.run_dir, "history.csv"), append=True),
+            keras.callbacks.TerminateOnNaN(),
+        ]
+        if c.early_stopping_patience > 0:
+            callbacks.append(keras.callbacks.EarlyStopping(
+                monitor=c.monitor, patience=c.early_stopping_patience))
+        history = model.fit(
+            train_ds,
+            validation_data=val_ds,
+            initial_epoch=initial_epoch,
+            epochs=epochs,
+            callbacks=callbacks,
+            shuffle=False,  # the tf.data pipeline shuffles
+            verbose=1 if sys.stdout.isatty() else 2,
+        )
+        losses = history.history.get("loss", [])
+        if any(not math.isfinite(v) for v in losses):
+            raise UserError(
+                f"Training loss became {losses[-1]} in phase {phase}: lower --learning-rate "
+                "(or --fine-tune-learning-rate) and check the data for bad labels."
+            )
+        if checkpoint.best is not None and math.isfinite(checkpoint.best):
+            best = float(checkpoint.best)
+        if not os.path.exists(os.path.join(self.run_dir, BEST_CHECKPOINT)):
+            model.save(os.path.join(self.run_dir, BEST_CHECKPOINT))
+        return best
+
+    # --- State ---
+
+    def _read_state(self):
+        path = os.path.join(self.run_dir, "state.json")
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                return json.load(f)
+        return {}
+
+    def _write_state(self, **state):
+        path = os.path.join(self.run_dir, "state.json")
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            json.dump(state, f, indent=2)
+        os.replace(path + ".tmp", path)
+
+
+def read_history(run_dir):
+    """Reads `RUN/history.csv` into a Keras-style history dict (last row wins per epoch).
+
+    After a resume an epoch can appear twice; the later row is the one that counted.
+    """
+    path = os.path.join(run_dir, "history.csv")
+    if not os.path.exists(path):
+        return {}
+    rows = {}
+    with open(path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            if row.get("epoch", "") == "epoch":  # A repeated header after a resume.
+                continue
+            rows[int(row["epoch"])] = row
+    history = {}
+    for epoch in sorted(rows):
+        for key, value in rows[epoch].items():
+            if key == "epoch" or value in (None, ""):
+                continue
+            history.setdefault(key, []).append(float(value))
+    return history
+
+
+def phase_boundaries(config):
+    """Epoch indices where a new phase starts, for plots."""
+    return [config.epochs] if config.fine_tune_epochs > 0 else []
+
+
+def _find_backbone(model):
+    try:
+        return model.get_layer("backbone")
+    except ValueError:
+        raise UserError(
+            "--fine-tune-epochs needs a model with a pretrained layer named 'backbone'; this "
+            "model has none. Set --fine-tune-epochs 0."
+        ) from None
+
+
+def _make_optimizer(name, learning_rate, weight_decay):
+    import keras
+
+    if name == "adam":
+        return keras.optimizers.Adam(learning_rate)
+    if name == "adamw":
+        return keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay or 0.004)
+    if name == "sgd":
+        return keras.optimizers.SGD(learning_rate, momentum=0.9, weight_decay=weight_decay or None)
+    return keras.optimizers.RMSprop(learning_rate)
+
+
+def _cardinality(ds):
+    import tensorflow as tf
+
+    n = int(ds.cardinality())
+    if n == tf.data.INFINITE_CARDINALITY or n < 0:
+        raise ValueError(
+            "The training dataset needs a known, finite number of batches. Received: "
+            f"cardinality={n}"
+        )
+    return max(n, 1)
+
+
+def _one_hot(ds, num_classes):
+    import tensorflow as tf
+
+    return ds.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
+
+
+@contextlib.contextmanager
+def _dtype_policy(mixed_precision):
+    """Sets the mixed-precision policy while the model is built, then restores it."""
+    import keras
+
+    if not mixed_precision:
+        yield
+        return
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
