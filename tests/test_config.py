@@ -16,13 +16,14 @@ def parse(argv):
 
 def test_precedence_defaults_file_smoke_flags(tmp_path):
     path = tmp_path / "c.json"
-    path.write_text(json.dumps({"epochs": 7, "learning_rate": 0.01, "batch_size": 8}))
+    path.write_text(json.dumps({"epochs": 7, "dropout": 0.5, "batch_size": 8}))
     config = config_lib.build_config(PlantConfig, file=str(path), smoke=True,
                                      overrides=parse(["--batch-size", "4"]))
-    assert config.learning_rate == 0.01     # from the file
-    assert config.epochs == 1               # smoke beats the file
+    assert config.dropout == 0.5            # from the file
+    assert config.fine_tune_epochs == 1     # shared smoke override
+    assert config.epochs == 3               # project smoke override beats the file
     assert config.batch_size == 4           # an explicit flag beats smoke
-    assert config.image_size == 96          # project smoke override
+    assert config.image_size == 128         # project smoke override
     assert config.optimizer == "adam"       # default
 
 
@@ -62,3 +63,18 @@ def test_run_config_round_trip(tmp_path):
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config.to_dict()))
     assert config_lib.load_run_config(PlantConfig, str(path)) == config
+
+
+def test_color_jitter_keeps_saturation_centred():
+    import numpy as np
+    import tensorflow as tf
+
+    from tf_finetune.augmentation import ImageAugmentation
+
+    config = PlantConfig(color_jitter=0.2, horizontal_flip=False)
+    aug = ImageAugmentation(**config.augmentation_kwargs(), seed=0)
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.uniform(0, 255, (16, 8, 8, 3)), tf.float32)
+    saturation = lambda x: tf.reduce_mean(tf.image.rgb_to_hsv(x / 255.0)[..., 1])
+    ratio = float(saturation(aug(images, training=True)) / saturation(images))
+    assert 0.6 < ratio < 1.4, ratio  # the RandomSaturation(0.2) trap would give ~0.25

@@ -87,6 +87,24 @@ def keras_weights_filename(ctor, alpha, image_size):
     return None
 
 
+def keras_cache_dir():
+    """Where Keras keeps downloaded weights (`$KERAS_HOME/models`, default ~/.keras/models)."""
+    home = os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return os.path.join(home, "models")
+
+
+def _offline_message(ctor, alpha, described):
+    offline = keras_weights_filename(ctor, alpha, 224)
+    where = (
+        f"set TF_FINETUNE_DATA to a folder with weights/keras_applications/{offline}"
+        if offline else "run once where it can be downloaded"
+    )
+    return (
+        f"Could not download ImageNet weights for {described} (offline?): pass --weights "
+        f"PATH.h5, or {where}, or --weights none to train from scratch."
+    )
+
+
 def build_backbone(name, *, image_size, alpha=1.0, weights="imagenet"):
     """Builds a no-top `keras.applications` backbone named "backbone".
 
@@ -109,6 +127,9 @@ def build_backbone(name, *, image_size, alpha=1.0, weights="imagenet"):
             or locate.resolve_weights_file(keras_weights_filename(ctor, alpha, 224))
         )
         source = local or "imagenet"
+        cached = filename and os.path.isfile(os.path.join(keras_cache_dir(), filename))
+        if source == "imagenet" and not cached and not locate.is_online():
+            raise UserError(_offline_message(ctor, alpha, described))
     else:
         source = os.path.abspath(os.path.expanduser(weights))
         if not os.path.isfile(source):
@@ -122,15 +143,7 @@ def build_backbone(name, *, image_size, alpha=1.0, weights="imagenet"):
     except Exception as e:  # Download failures and incompatible files surface here.
         reason = " ".join(str(e).split())
         if source == "imagenet":
-            offline = keras_weights_filename(ctor, alpha, 224)
-            where = (
-                f"set TF_FINETUNE_DATA to a folder with weights/keras_applications/{offline}"
-                if offline else "use a machine that can download it"
-            )
-            raise UserError(
-                f"Could not download ImageNet weights for {described} (offline?): pass "
-                f"--weights PATH.h5, or {where}, or --weights none to train from scratch."
-            ) from None
+            raise UserError(_offline_message(ctor, alpha, described)) from None
         raise UserError(
             f"--weights {source} could not be loaded into {described}: {reason[:160]}. Pass weights "
             "saved from the same architecture and width."

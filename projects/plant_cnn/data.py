@@ -1,0 +1,128 @@
+"""Data for plant_cnn: an image folder (or TFDS online), split, decoded, augmented."""
+
+import logging
+import os
+
+from tf_finetune import image_folder
+from tf_finetune import locate
+from tf_finetune.errors import UserError
+from tf_finetune.project import Data
+
+from projects.plant_cnn.config import TFDS_NAMES
+
+logger = logging.getLogger(__name__)
+NUM_EXAMPLES = 8  # validation images recorded for predict/export checks
+
+
+def load_data(config, data_dir=None):
+    """Returns `Data` for `config`: train with augmentation, validation without."""
+    source = locate.resolve_data(data_dir, config.dataset, tfds_name=TFDS_NAMES.get(config.dataset))
+    if isinstance(source, locate.TfdsSource):
+        return _load_tfds(config, source.name)
+
+    folder = image_folder.scan(source, max_per_class=config.max_examples_per_class, seed=config.seed)
+    train, val = image_folder.split(folder, config.validation_split, config.seed)
+    size = (config.resolved_image_size(),) * 2
+    train_ds = image_folder.make_dataset(
+        train.files, train.labels, image_size=size, batch_size=config.batch_size,
+        shuffle=True, seed=config.seed, augmentation=make_augmentation(config),
+    )
+    val_ds = image_folder.make_dataset(val.files, val.labels, image_size=size, batch_size=config.batch_size)
+    info = {
+        "train_examples": len(train),
+        "validation_examples": len(val),
+        "class_counts": dict(zip(folder.class_names, folder.class_counts())),
+        "skipped": folder.skipped,
+    }
+    return Data(train_ds, val_ds, folder.class_names, source, _spread(val, NUM_EXAMPLES), info)
+
+
+def make_augmentation(config):
+    from tf_finetune.augmentation import ImageAugmentation
+
+    return ImageAugmentation(**config.augmentation_kwargs(), seed=config.seed)
+
+
+def _spread(folder, n):
+    """Up to `n` files, taking classes in turn, so every class is represented."""
+    by_class = {}
+    for path, label in zip(folder.files, folder.labels):
+        by_class.setdefault(label, []).append(path)
+    picked = []
+    while len(picked) < n and any(by_class.values()):
+        for label in sorted(by_class):
+            if by_class[label] and len(picked) < n:
+                picked.append(by_class[label].pop(0))
+    return picked
+
+
+def _load_tfds(config, name):
+    """The TFDS variant: TFDS has one `train` split, held out by percentage."""
+    import tensorflow as tf
+    import tensorflow_datasets as tfds
+
+    val_percent = int(round(config.validation_split * 100))
+    (train, val), info = tfds.load(
+        name, split=[f"train[{val_percent}%:]", f"train[:{val_percent}%]"],
+        as_supervised=True, with_info=True,
+    )
+    if config.max_examples_per_class:
+        limit = config.max_examples_per_class * info.features["label"].num_classes
+        train, val = train.take(limit), val.take(max(1, int(limit * config.validation_split)))
+    size = (config.resolved_image_size(),) * 2
+    augmentation = make_augmentation(config)
+
+    def pipeline(ds, training):
+        ds = ds.map(lambda x, y: (tf.cast(tf.image.resize(x, size), tf.uint8), tf.cast(y, tf.int32)))
+        ds = ds.cache()
+        if training:
+            ds = ds.shuffle(2048, seed=config.seed)
+        ds = ds.batch(config.batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y))
+        if training:
+            ds = ds.map(lambda x, y: (augmentation(x, training=True), y))
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    class_names = tuple(info.features["label"].names)
+    return Data(pipeline(train, True), pipeline(val, False), class_names, f"tfds:{name}", [],
+                {"tfds": name})
+
+
+def read_inputs(paths):
+    """Image paths -> encoded bytes; missing or undecodable files are one clear error."""
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise UserError(f"INPUT {missing[0]} is not a file: pass paths of image files.")
+    bad = image_folder.find_unreadable(list(paths))
+    if bad:
+        raise UserError(f"INPUT {bad[0]} is not a readable image: pass JPEG, PNG, BMP or GIF files.")
+    out = []
+    for p in paths:
+        with open(p, "rb") as f:
+            out.append(f.read())
+    return out
+
+
+def synthetic_inputs(config, n=4):
+    """A few random JPEGs, to verify an export when the run's images are gone."""
+    import tensorflow as tf
+
+    size = config.resolved_image_size()
+    images = tf.random.stateless_uniform((n, size, size, 3), seed=(1, 2), maxval=256, dtype=tf.int32)
+    return [tf.io.encode_jpeg(tf.cast(im, tf.uint8)).numpy() for im in images]
+
+
+def preprocess(config):
+    """In-graph pre-processing: 1-D tf.string of encoded images -> float32 [B, H, W, 3]."""
+    import tensorflow as tf
+
+    size = config.resolved_image_size()
+
+    def fn(encoded):
+        images = tf.map_fn(
+            lambda s: image_folder.decode_image(s, (size, size)),
+            encoded,
+            fn_output_signature=tf.TensorSpec((size, size, 3), tf.uint8),
+        )
+        return tf.cast(images, tf.float32)
+
+    return fn

@@ -1,0 +1,54 @@
+"""Model factory for plant_cnn: a pretrained backbone with a new head, or the seed CNN.
+
+Every model takes RGB floats in [0, 255] of shape (size, size, 3); normalisation is inside
+the model, so the exported SavedModel and `predict` need nothing but decoded pixels.
+"""
+
+import keras
+
+from tf_finetune import applications
+from tf_finetune import freezing
+
+
+def build_model(config, class_names):
+    num_classes = len(class_names)
+    size = config.resolved_image_size()
+    if config.backbone == "seed_cnn":
+        return seed_cnn(size, num_classes)
+
+    # === Layers ===
+    backbone, preprocess = applications.build_backbone(
+        config.backbone, image_size=size, alpha=config.resolved_alpha(), weights=config.weights
+    )
+    pretrained = config.weights not in ("none", None)
+    if pretrained:
+        # Phase 1 trains the head only; the trainer unfreezes the top for phase 2.
+        freezing.freeze(backbone)
+
+    # === Functional Model ===
+    inputs = keras.Input((size, size, 3), name="image")
+    x = preprocess(inputs)
+    # training=False keeps BatchNorm in inference mode even once the backbone is unfrozen:
+    # its statistics came from ImageNet and a small batch would wreck them.
+    x = backbone(x, training=False)
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    x = keras.layers.Dropout(config.dropout, name="head_dropout")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+    return keras.Model(inputs, outputs, name=f"plant_cnn_{backbone_name(config)}")
+
+
+def backbone_name(config):
+    return config.backbone.lower()
+
+
+def seed_cnn(size, num_classes):
+    """Seed 000 section 5.3: Conv 32/64/128 + Dense 512, trained from scratch."""
+    inputs = keras.Input((size, size, 3), name="image")
+    x = keras.layers.Rescaling(1.0 / 255, name="rescale")(inputs)
+    for filters in (32, 64, 128):
+        x = keras.layers.Conv2D(filters, 3, activation="relu")(x)
+        x = keras.layers.MaxPooling2D(2)(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(512, activation="relu")(x)
+    outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
+    return keras.Model(inputs, outputs, name="seed_cnn")

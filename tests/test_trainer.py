@@ -1,0 +1,92 @@
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_finetune import trainer as trainer_lib
+from tf_finetune.config import TrainConfig
+from tf_finetune.errors import UserError
+
+
+def data(n=64, seed=0, nan=False):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n).astype("int32")
+    x = rng.normal(size=(n, 8, 8, 3)).astype("float32") + y[:, None, None, None]
+    if nan:
+        x[:] = np.nan
+    return tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+
+
+def model_fn():
+    # A 'backbone' with BatchNorm, called with training=False as in transfer learning.
+    b_in = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(4, 3, name="conv_a")(b_in)
+    h = keras.layers.BatchNormalization(name="bn")(h)
+    h = keras.layers.Conv2D(4, 3, name="conv_b")(h)
+    backbone = keras.Model(b_in, h, name="backbone")
+    backbone.trainable = False
+    inputs = keras.Input((8, 8, 3))
+    x = backbone(inputs, training=False)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="head")(x))
+
+
+def weights_of(model, name):
+    return [w.copy() for w in model.get_layer("backbone").get_layer(name).get_weights()]
+
+
+def test_two_phases_freeze_then_fine_tune_top(tmp_path):
+    config = TrainConfig(epochs=2, fine_tune_epochs=2, unfreeze_top=1, batch_size=16, learning_rate=0.01,
+                         fine_tune_learning_rate=0.01)
+    trainer = trainer_lib.Trainer(config, str(tmp_path))
+    model = trainer.build_model(model_fn)
+    before = {n: weights_of(model, n) for n in ("conv_a", "bn", "conv_b")}
+    best = trainer.fit(model, data(), data(seed=1))
+
+    # Phase 2 unfroze only the top backbone layer: conv_b changed, conv_a and BN did not.
+    for w0, w1 in zip(before["conv_a"], weights_of(model, "conv_a")):
+        np.testing.assert_array_equal(w0, w1)
+    for w0, w1 in zip(before["bn"], weights_of(model, "bn")):
+        np.testing.assert_array_equal(w0, w1)
+    assert any(not np.array_equal(w0, w1) for w0, w1 in zip(before["conv_b"], weights_of(model, "conv_b")))
+    # Phase 1 alone left the backbone untouched: the phase-1 checkpoint proves it.
+    phase1 = keras.models.load_model(str(tmp_path / "checkpoints" / "phase1.keras"))
+    for w0, w1 in zip(before["conv_b"], weights_of(phase1, "conv_b")):
+        np.testing.assert_array_equal(w0, w1)
+
+    history = trainer_lib.read_history(str(tmp_path))
+    assert len(history["loss"]) == 4 and len(history["val_accuracy"]) == 4
+    assert isinstance(best, keras.Model)
+    assert trainer_lib.phase_boundaries(config) == [2]
+
+
+def test_rerun_skips_finished_phases(tmp_path):
+    config = TrainConfig(epochs=1, fine_tune_epochs=0, batch_size=16)
+    trainer_lib.Trainer(config, str(tmp_path)).fit(model_fn(), data(), data(seed=1))
+    rows_before = len(trainer_lib.read_history(str(tmp_path))["loss"])
+    mtime = os.path.getmtime(tmp_path / "checkpoints" / "phase1.keras")
+    trainer_lib.Trainer(config, str(tmp_path)).fit(model_fn(), data(), data(seed=1))
+    assert os.path.getmtime(tmp_path / "checkpoints" / "phase1.keras") == mtime
+    assert len(trainer_lib.read_history(str(tmp_path))["loss"]) == rows_before
+
+
+def test_nan_loss_is_a_clear_error(tmp_path):
+    config = TrainConfig(epochs=1, batch_size=16)
+    with pytest.raises(UserError, match="lower --learning-rate"):
+        trainer_lib.Trainer(config, str(tmp_path)).fit(model_fn(), data(nan=True), data(seed=1))
+
+
+def test_fine_tuning_without_a_backbone_is_a_clear_error(tmp_path):
+    inputs = keras.Input((8, 8, 3))
+    plain = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(inputs)))
+    config = TrainConfig(epochs=1, fine_tune_epochs=1, batch_size=16)
+    with pytest.raises(UserError, match="named 'backbone'"):
+        trainer_lib.Trainer(config, str(tmp_path)).fit(plain, data(), data(seed=1))
+
+
+def test_read_history_keeps_the_last_row_of_a_repeated_epoch(tmp_path):
+    (tmp_path / "history.csv").write_text(
+        "epoch,accuracy,loss\n0,0.5,1.0\n1,0.6,0.9\nepoch,accuracy,loss\n1,0.7,0.8\n2,0.8,0.7\n")
+    assert trainer_lib.read_history(str(tmp_path)) == {"accuracy": [0.5, 0.7, 0.8], "loss": [1.0, 0.8, 0.7]}
