@@ -134,11 +134,19 @@ def _bad_case(tmp_path, case):
             "--export-dir"
     if case == "not a run dir":
         return ["export", "--run-dir", str(good)], "not a training run"
+    if case == "predict with no model":
+        return ["predict", "--model", str(tmp_path / "nothing"), str(good / "a" / "0.jpg")], \
+            "is not a SavedModel"
+    if case == "unknown setting in config":
+        (tmp_path / "c.json").write_text('{"learning_rat": 0.1}')
+        return ["train", "--data-dir", str(good), "--config", str(tmp_path / "c.json"), *common], \
+            "unknown setting(s) learning_rat"
     raise AssertionError(case)
 
 
 @pytest.mark.parametrize("case", ["empty folder", "one class", "wrong weights path",
-                                  "export dir is a file", "not a run dir"])
+                                  "export dir is a file", "not a run dir", "predict with no model",
+                                  "unknown setting in config"])
 def test_bad_input_is_one_line_and_nonzero_exit(tmp_path, case):
     args, expected = _bad_case(tmp_path, case)
     result = _cli(*args)

@@ -237,11 +237,16 @@ def predict(project, args):
     if saved_model:
         out = export_lib.serve_saved_model(saved_model, raw)
         probabilities = out["probabilities"]
-        class_names = [l.decode() for l in _read_labels(saved_model)] if _read_labels(saved_model) else None
-    else:
+        class_names = _read_labels(saved_model)
+    elif os.path.isfile(os.path.join(args.model, "run.json")):
         config, record, model = load_run(project, args.model)
         probabilities = np.asarray(model(project.preprocess(config)(_to_tensor(raw)), training=False))
         class_names = record["class_names"]
+    else:
+        raise UserError(
+            f"--model {os.path.abspath(args.model)} is not a SavedModel, a folder of numbered "
+            "SavedModel versions, or a run directory: pass one of these."
+        )
     for name, probs in zip(args.inputs, probabilities):
         k = int(np.argmax(probs))
         label = class_names[k] if class_names else str(k)
@@ -256,8 +261,8 @@ def _read_labels(saved_model):
     path = os.path.join(saved_model, "assets", "labels.txt")
     if not os.path.isfile(path):
         return None
-    with open(path, "rb") as f:
-        return [line.rstrip(b"\n") for line in f if line.strip()]
+    with open(path, encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f if line.strip()]
 
 
 def _to_tensor(raw):
