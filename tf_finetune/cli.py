@@ -61,7 +61,7 @@ def build_parser(project):
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     train = commands.add_parser("train", help="Train (fine-tune) a model into a run directory.")
-    train.add_argument("--data-dir", help=f"Data folder (default: $TF_FINETUNE_DATA/<dataset>, else the online source).")
+    train.add_argument("--data-dir", help="Data folder (default: $TF_FINETUNE_DATA/<dataset>, else the online source).")
     train.add_argument("--output-dir", help=f"Run directory (default: runs/{project.name}/<timestamp>). Re-running with the same one resumes.")
     train.add_argument("--config", help="JSON or TOML file of settings (keys as below, with underscores).")
     train.add_argument("--export-dir", help=f"Also export a new numbered SavedModel version here (e.g. saved_models/{project.name}).")

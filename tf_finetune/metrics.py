@@ -12,11 +12,11 @@ no examples (as scikit-learn does with `labels=` and `zero_division=0`).
 """
 
 import json
-import os
 import pathlib
-import secrets
 
 import numpy as np
+
+from tf_finetune import files
 
 
 def classification_report(y_true, y_pred, class_names):
@@ -185,25 +185,8 @@ def write_json(data, path):
     path = pathlib.Path(path)
     # Serialise first, so an unserialisable value fails before anything touches the disk.
     text = json.dumps(data, indent=2, default=_to_builtin) + "\n"
-    _atomic_write_bytes(text.encode("utf-8"), path)
+    files.atomic_write_bytes(text.encode("utf-8"), path)
     return path
-
-
-def _atomic_write_bytes(payload, path):
-    """Write `payload` to a temporary sibling of `path`, fsync it, then `os.replace` it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp_path = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    # Mode 0o666 minus the umask, like a normally created file (mkstemp would give 0o600).
-    fd = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp_path, path)
-    except BaseException:
-        temp_path.unlink(missing_ok=True)
-        raise
 
 
 def _check_class_names(class_names):

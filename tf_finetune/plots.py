@@ -9,12 +9,12 @@ parent directories, and returns the destination as a `pathlib.Path`.
 
 import collections.abc
 import math
-import os
 import pathlib
-import secrets
 import textwrap
 
 import numpy as np
+
+from tf_finetune import files
 
 _DPI = 100
 _TITLE_CHARS = 30  # Characters per title line that fit over one 2.5-inch grid cell.
@@ -338,12 +338,6 @@ def _check_png_path(path):
 
 def _save_png(fig, path):
     """Save `fig` as PNG to a temporary sibling of `path`, then `os.replace` it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp_path = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
+    with files.atomic_path(path) as temp_path:
         # The temp name doesn't end in .png, so the format is given explicitly.
         fig.savefig(temp_path, format="png", dpi=_DPI, bbox_inches="tight")
-        os.replace(temp_path, path)
-    except BaseException:
-        temp_path.unlink(missing_ok=True)
-        raise

@@ -29,6 +29,7 @@ import os
 import sys
 
 from tf_finetune import freezing
+from tf_finetune import metrics
 from tf_finetune import schedules
 from tf_finetune.errors import UserError
 
@@ -197,10 +198,7 @@ class Trainer:
         return {}
 
     def _write_state(self, **state):
-        path = os.path.join(self.run_dir, "state.json")
-        with open(path + ".tmp", "w", encoding="utf-8") as f:
-            json.dump(state, f, indent=2)
-        os.replace(path + ".tmp", path)
+        metrics.write_json(state, os.path.join(self.run_dir, "state.json"))
 
 
 def read_history(run_dir):
