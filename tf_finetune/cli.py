@@ -65,7 +65,7 @@ def build_parser(project):
     train.add_argument("--output-dir", help=f"Run directory (default: runs/{project.name}/<timestamp>). Re-running with the same one resumes.")
     train.add_argument("--config", help="JSON or TOML file of settings (keys as below, with underscores).")
     train.add_argument("--export-dir", help=f"Also export a new numbered SavedModel version here (e.g. saved_models/{project.name}).")
-    train.add_argument("--smoke", action="store_true", help="Shrink the run to seconds (few examples, 1 epoch per phase).")
+    train.add_argument("--smoke", action="store_true", help="Shrink the run to seconds: a few examples per class, one or a few epochs per phase.")
     config_lib.add_config_flags(train, project.config_class)
 
     evaluate = commands.add_parser("evaluate", help="Print per-class metrics of a run's best model.")

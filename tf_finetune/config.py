@@ -227,9 +227,8 @@ def add_config_flags(parser, cls):
             kwargs["choices"] = f.metadata["choices"]
         if field_type in (int, float, str):
             kwargs["type"] = field_type
-        elif typing.get_origin(field_type) is tuple:
-            kwargs["nargs"] = "+"
-            kwargs["type"] = float
+        elif typing.get_origin(field_type) is tuple:  # ranges: two numbers
+            kwargs.update(nargs=2, type=float, metavar=("LOW", "HIGH"))
         group.add_argument(flag, **kwargs)
 
 
