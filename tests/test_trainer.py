@@ -90,3 +90,11 @@ def test_read_history_keeps_the_last_row_of_a_repeated_epoch(tmp_path):
     (tmp_path / "history.csv").write_text(
         "epoch,accuracy,loss\n0,0.5,1.0\n1,0.6,0.9\nepoch,accuracy,loss\n1,0.7,0.8\n2,0.8,0.7\n")
     assert trainer_lib.read_history(str(tmp_path)) == {"accuracy": [0.5, 0.7, 0.8], "loss": [1.0, 0.8, 0.7]}
+
+
+def test_history_records_the_learning_rate_of_each_phase(tmp_path):
+    config = TrainConfig(epochs=2, fine_tune_epochs=1, unfreeze_top=-1, batch_size=16,
+                         lr_schedule="constant", learning_rate=0.01, fine_tune_learning_rate=0.001)
+    trainer_lib.Trainer(config, str(tmp_path)).fit(model_fn(), data(), data(seed=1))
+    np.testing.assert_allclose(trainer_lib.read_history(str(tmp_path))["learning_rate"],
+                               [0.01, 0.01, 0.001], rtol=1e-6)

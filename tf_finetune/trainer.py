@@ -28,6 +28,8 @@ import math
 import os
 import sys
 
+import keras
+
 from tf_finetune import freezing
 from tf_finetune import metrics
 from tf_finetune import schedules
@@ -158,6 +160,7 @@ class Trainer:
             initial_value_threshold=best,
         )
         callbacks = [
+            LogLearningRate(),  # first, so the loggers below see it
             keras.callbacks.BackupAndRestore(os.path.join(self.run_dir, "backup", f"phase{phase}")),
             checkpoint,
             keras.callbacks.TensorBoard(os.path.join(self.run_dir, "logs"), write_graph=False),
@@ -199,6 +202,14 @@ class Trainer:
 
     def _write_state(self, **state):
         metrics.write_json(state, os.path.join(self.run_dir, "state.json"))
+
+
+class LogLearningRate(keras.callbacks.Callback):
+    """Adds the optimizer's current learning rate to each epoch's logs."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
 def read_history(run_dir):
