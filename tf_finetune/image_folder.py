@@ -108,6 +108,7 @@ def scan(root, *, validate=True, max_per_class=0, seed=0):
 
     if validate:
         all_paths = [p for paths in per_class.values() for p in paths]
+        logger.info("Checking that %d images in %s decode...", len(all_paths), root)
         bad = set(find_unreadable(all_paths))
         if bad:
             skipped["unreadable"] += len(bad)
