@@ -98,3 +98,11 @@ def test_history_records_the_learning_rate_of_each_phase(tmp_path):
     trainer_lib.Trainer(config, str(tmp_path)).fit(model_fn(), data(), data(seed=1))
     np.testing.assert_allclose(trainer_lib.read_history(str(tmp_path))["learning_rate"],
                                [0.01, 0.01, 0.001], rtol=1e-6)
+
+
+def test_mixed_precision_applies_to_the_model_only(tmp_path):
+    config = TrainConfig(mixed_precision=True)
+    before = keras.config.dtype_policy().name
+    model = trainer_lib.Trainer(config, str(tmp_path)).build_model(model_fn)
+    assert model.get_layer("backbone").get_layer("conv_a").dtype_policy.name == "mixed_float16"
+    assert keras.config.dtype_policy().name == before  # no global policy left behind
