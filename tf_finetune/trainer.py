@@ -124,7 +124,7 @@ class Trainer:
                 model, learning_rate=c.learning_rate, epochs=c.epochs,
                 steps_per_epoch=steps_per_epoch, loss=loss, metrics=metrics,
             )
-            logger.info("Phase 1 (head): %s", freezing.format_trainable_summary(model))
+            logger.info("Phase 1: %s", freezing.format_trainable_summary(model))
             best = self._fit_phase(model, train_ds, val_ds, phase=1, initial_epoch=0,
                                    epochs=c.epochs, best=best)
             model.save(os.path.join(self.run_dir, PHASE1_CHECKPOINT))
