@@ -44,16 +44,34 @@ def main(project, argv=None):
         return 130
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at the time (it may be swapped, e.g. by pytest)."""
+
+    def __init__(self):
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+        # Our own INFO lines, and warnings from everyone; TF's INFO chatter stays hidden.
+        self.addFilter(lambda r: r.levelno >= logging.WARNING or r.name.split(".")[0] in OUR_LOGGERS)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+OUR_LOGGERS = ("tf_finetune", "projects")
+
+
 def _setup_logging():
-    """Our INFO lines (time + message) on stderr; other libraries stay at WARNING."""
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
-    for name in ("tf_finetune", "projects"):
-        log = logging.getLogger(name)
-        if not log.handlers:
-            log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False
+    """Shows progress lines on stderr; installed once, loggers keep propagating."""
+    root = logging.getLogger()
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
+        root.addHandler(_StderrHandler())
+    for name in OUR_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)
 
 
 def build_parser(project):

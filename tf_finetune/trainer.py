@@ -205,11 +205,14 @@ class Trainer:
 
 
 class LogLearningRate(keras.callbacks.Callback):
-    """Adds the optimizer's current learning rate to each epoch's logs."""
+    """Adds the learning rate each epoch started with to that epoch's logs."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
-            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+            logs["learning_rate"] = self._rate
 
 
 def read_history(run_dir):
