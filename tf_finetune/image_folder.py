@@ -209,6 +209,13 @@ def decode_image(encoded, image_size):
     import tensorflow as tf
 
     image = tf.io.decode_image(encoded, channels=3, expand_animations=False, dtype=tf.uint8)
+    return resize_image(image, image_size)
+
+
+def resize_image(image, image_size):
+    """Resizes a uint8 [H, W, 3] image (bilinear) and rounds it back to uint8."""
+    import tensorflow as tf
+
     image = tf.image.resize(image, image_size, method="bilinear")
     return tf.cast(tf.clip_by_value(tf.round(image), 0.0, 255.0), tf.uint8)
 
@@ -246,16 +253,32 @@ def make_dataset(
     def load(path, label):
         return decode_image(tf.io.read_file(path), image_size), label
 
+    if not cache and shuffle:  # Shuffle the cheap file names before decoding.
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.map(load, num_parallel_calls=autotune)
+    return batch_images(
+        ds, batch_size=batch_size, shuffle=shuffle and cache, seed=seed,
+        augmentation=augmentation, cache=cache, buffer_size=len(files),
+    )
+
+
+def batch_images(ds, *, batch_size, shuffle=False, seed=None, augmentation=None, cache=True,
+                 buffer_size=2048):
+    """The shared tail of every image pipeline: cache, shuffle, batch, float32, augment.
+
+    Args:
+        ds: a dataset of (uint8 [H, W, 3] image, int label) pairs, all the same size.
+        buffer_size: shuffle buffer (the whole dataset when it fits).
+    """
+    import tensorflow as tf
+
+    autotune = tf.data.AUTOTUNE
     if cache:
-        ds = ds.map(load, num_parallel_calls=autotune).cache()
-        if shuffle:
-            ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    else:
-        if shuffle:
-            ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-        ds = ds.map(load, num_parallel_calls=autotune)
+        ds = ds.cache()
+    if shuffle:
+        ds = ds.shuffle(buffer_size, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
-    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=autotune)
+    ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), tf.cast(y, tf.int32)), num_parallel_calls=autotune)
     if augmentation is not None:
         ds = ds.map(
             lambda x, y: (augmentation(x, training=True), y), num_parallel_calls=autotune

@@ -58,7 +58,6 @@ def _spread(folder, n):
 
 def _load_tfds(config, name):
     """The TFDS variant: TFDS has one `train` split, held out by percentage."""
-    import tensorflow as tf
     import tensorflow_datasets as tfds
 
     val_percent = int(round(config.validation_split * 100))
@@ -73,14 +72,11 @@ def _load_tfds(config, name):
     augmentation = make_augmentation(config)
 
     def pipeline(ds, training):
-        ds = ds.map(lambda x, y: (tf.cast(tf.image.resize(x, size), tf.uint8), tf.cast(y, tf.int32)))
-        ds = ds.cache()
-        if training:
-            ds = ds.shuffle(2048, seed=config.seed)
-        ds = ds.batch(config.batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y))
-        if training:
-            ds = ds.map(lambda x, y: (augmentation(x, training=True), y))
-        return ds.prefetch(tf.data.AUTOTUNE)
+        ds = ds.map(lambda x, y: (image_folder.resize_image(x, size), y))
+        return image_folder.batch_images(
+            ds, batch_size=config.batch_size, shuffle=training, seed=config.seed,
+            augmentation=augmentation if training else None,
+        )
 
     class_names = tuple(info.features["label"].names)
     return Data(pipeline(train, True), pipeline(val, False), class_names, f"tfds:{name}", [],
