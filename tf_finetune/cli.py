@@ -123,7 +123,7 @@ def train(project, args):
     data = project.load_data(config, args.data_dir)
     logger.info("Data: %s, %d classes; %s", data.source, len(data.class_names), data.info)
     trainer = trainer_lib.Trainer(config, run_dir)
-    model = trainer.build_model(lambda: project.build_model(config, data.class_names))
+    model = trainer.build_model(lambda: project.build_model(config, data))
 
     os.makedirs(run_dir, exist_ok=True)
     metrics.write_json(config.to_dict(), os.path.join(run_dir, "config.json"))

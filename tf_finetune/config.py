@@ -151,7 +151,10 @@ def _coerce(cls, name, value, source):
                 raise TypeError
             return value
         if origin is tuple:
-            return tuple(value)
+            if isinstance(value, str):  # A config file's "a,b" for a list of names.
+                value = [v.strip() for v in value.split(",") if v.strip()]
+            item = typing.get_args(expected)[0] if typing.get_args(expected) else None
+            return tuple(item(v) if item in (int, float, str) else v for v in value)
         if origin is typing.Union:  # Optional[...] fields: None or the inner type.
             return value
         return value
@@ -227,8 +230,11 @@ def add_config_flags(parser, cls):
             kwargs["choices"] = f.metadata["choices"]
         if field_type in (int, float, str):
             kwargs["type"] = field_type
-        elif typing.get_origin(field_type) is tuple:  # ranges: two numbers
-            kwargs.update(nargs=2, type=float, metavar=("LOW", "HIGH"))
+        elif typing.get_origin(field_type) is tuple:
+            if typing.get_args(field_type)[:1] == (str,):  # a list of names
+                kwargs.update(nargs="+", type=str, metavar="NAME")
+            else:  # ranges: two numbers
+                kwargs.update(nargs=2, type=float, metavar=("LOW", "HIGH"))
         group.add_argument(flag, **kwargs)
 
 

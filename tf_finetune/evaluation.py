@@ -17,10 +17,14 @@ logger = logging.getLogger(__name__)
 
 
 def predict_dataset(model, dataset):
-    """(y_true, probabilities) over a dataset of (inputs, labels) batches."""
+    """(y_true, probabilities) over a dataset of (inputs, labels) batches.
+
+    Uses the model's compiled predict step (`predict_on_batch`): an eager call would run a
+    recurrent layer's time loop op by op.
+    """
     y_true, y_prob = [], []
     for inputs, labels in dataset:
-        y_prob.append(np.asarray(model(inputs, training=False), dtype=np.float32))
+        y_prob.append(np.asarray(model.predict_on_batch(inputs), dtype=np.float32))
         labels = np.asarray(labels)
         y_true.append(labels.argmax(-1) if labels.ndim > 1 else labels)
     return np.concatenate(y_true), np.concatenate(y_prob)

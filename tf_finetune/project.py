@@ -20,6 +20,9 @@ class Data:
         examples: a few raw validation inputs as the CLI's `predict` takes them (image paths,
             or text), used to verify exports against the Keras model.
         info: counts and anything else worth recording in `run.json`.
+        adapt: raw training inputs (a `tf.data.Dataset`, unaugmented, unbatched) for layers
+            that learn from the data before training, e.g. `TextVectorization.adapt`; None
+            when the model needs none.
     """
 
     train: typing.Any
@@ -28,6 +31,7 @@ class Data:
     source: str
     examples: list
     info: dict = dataclasses.field(default_factory=dict)
+    adapt: typing.Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,7 +43,8 @@ class Project:
         description: one line for `--help`.
         config_class: a frozen dataclass extending `tf_finetune.config.TrainConfig`.
         load_data: `(config, data_dir or None) -> Data`.
-        build_model: `(config, class_names) -> keras.Model`, called inside the strategy scope.
+        build_model: `(config, data) -> keras.Model`, called inside the strategy scope with
+            the `Data` (its `class_names`, and `adapt` for vocabularies).
         preprocess: `(config) -> fn`, where `fn(1-D tf.string) -> model inputs`: the
             in-graph pre-processing shared by `predict` and the exported SavedModel.
         read_inputs: `(list of CLI inputs) -> list of raw values` for `preprocess` (e.g. file
@@ -56,3 +61,19 @@ class Project:
     preprocess: typing.Callable
     read_inputs: typing.Callable
     synthetic_inputs: typing.Callable
+
+
+def pick_examples(inputs, labels, n):
+    """Up to `n` of `inputs`, taking classes in turn, so every class is represented.
+
+    For `Data.examples`: the raw validation inputs that `predict` and export checks use.
+    """
+    by_class = {}
+    for item, label in zip(inputs, labels):
+        by_class.setdefault(label, []).append(item)
+    picked = []
+    while len(picked) < n and any(by_class.values()):
+        for label in sorted(by_class):
+            if by_class[label] and len(picked) < n:
+                picked.append(by_class[label].pop(0))
+    return picked

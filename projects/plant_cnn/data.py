@@ -7,6 +7,7 @@ from tf_finetune import image_folder
 from tf_finetune import locate
 from tf_finetune.errors import UserError
 from tf_finetune.project import Data
+from tf_finetune.project import pick_examples
 
 from projects.plant_cnn.config import TFDS_NAMES
 
@@ -34,26 +35,13 @@ def load_data(config, data_dir=None):
         "class_counts": dict(zip(folder.class_names, folder.class_counts())),
         "skipped": folder.skipped,
     }
-    return Data(train_ds, val_ds, folder.class_names, source, _spread(val, NUM_EXAMPLES), info)
+    return Data(train_ds, val_ds, folder.class_names, source, pick_examples(val.files, val.labels, NUM_EXAMPLES), info)
 
 
 def make_augmentation(config):
     from tf_finetune.augmentation import ImageAugmentation
 
     return ImageAugmentation(**config.augmentation_kwargs(), seed=config.seed)
-
-
-def _spread(folder, n):
-    """Up to `n` files, taking classes in turn, so every class is represented."""
-    by_class = {}
-    for path, label in zip(folder.files, folder.labels):
-        by_class.setdefault(label, []).append(path)
-    picked = []
-    while len(picked) < n and any(by_class.values()):
-        for label in sorted(by_class):
-            if by_class[label] and len(picked) < n:
-                picked.append(by_class[label].pop(0))
-    return picked
 
 
 def _load_tfds(config, name):
