@@ -78,3 +78,20 @@ def test_color_jitter_keeps_saturation_centred():
     saturation = lambda x: tf.reduce_mean(tf.image.rgb_to_hsv(x / 255.0)[..., 1])
     ratio = float(saturation(aug(images, training=True)) / saturation(images))
     assert 0.6 < ratio < 1.4, ratio  # the RandomSaturation(0.2) trap would give ~0.25
+
+
+def test_name_list_fields_take_any_number_of_names(tmp_path):
+    from projects.sentiment_lstm.config import SentimentConfig
+
+    parser = argparse.ArgumentParser()
+    config_lib.add_config_flags(parser, SentimentConfig)
+    args = parser.parse_args(["--class-names", "neg", "neutral", "pos"])
+    overrides = config_lib.overrides_from_args(SentimentConfig, args)
+    config = config_lib.build_config(SentimentConfig, overrides=overrides)
+    assert config.class_names == ("neg", "neutral", "pos")
+    path = tmp_path / "c.toml"
+    path.write_text('class_names = "bad, good"\n')
+    assert config_lib.build_config(SentimentConfig, file=str(path)).class_names == ("bad", "good")
+    path.write_text('brightness_range = [0.8, "x"]\n')
+    with pytest.raises(UserError, match="brightness_range must be a"):
+        config_lib.build_config(PlantConfig, file=str(path))
