@@ -1,0 +1,98 @@
+"""Settings of the sentiment_lstm project: the shared TrainConfig plus data, model and text
+augmentation settings."""
+
+import dataclasses
+import typing
+
+from tf_finetune.config import TrainConfig
+from tf_finetune.config import option
+from tf_finetune.errors import UserError
+
+# Dataset folder name (under $TF_FINETUNE_DATA) -> TFDS (dataset, train split, validation
+# split) used when online. TFDS imdb_reviews keeps its 25k/25k train/test split.
+TFDS_SOURCES = {
+    "imdb": ("imdb_reviews", "train", "test"),
+    "sst2": ("glue/sst2", "train", "validation"),
+}
+# Class names of datasets whose label column holds integers.
+DATASET_CLASS_NAMES = {"sst2": ("negative", "positive")}
+
+
+@dataclasses.dataclass(frozen=True)
+class SentimentConfig(TrainConfig):
+    # === Data ===
+    dataset: str = option(
+        "imdb",
+        "Dataset name: the folder under $TF_FINETUNE_DATA, and the TFDS fallback online "
+        "(imdb -> imdb_reviews, sst2 -> glue/sst2).",
+    )
+    text_column: str = option("", "Text column of a CSV/TSV file (default: text, sentence, review, ...).")
+    label_column: str = option("", "Label column of a CSV/TSV file (default: label, sentiment, class, ...).")
+    class_names: typing.Tuple[str, ...] = option(
+        (),
+        "Class names in label order, for integer labels (default for sst2: negative positive; "
+        "string labels name themselves).",
+    )
+    # === Model ===
+    model: str = option(
+        "bilstm",
+        "bilstm (masked bidirectional LSTM with max-pooling) or seed (the seed's "
+        "Embedding(10000, 16) + LSTM(128) + sigmoid baseline, binary only).",
+        ("bilstm", "seed"),
+    )
+    vocab_size: int = option(20000, "Vocabulary size, including the padding and OOV tokens.")
+    max_length: int = option(400, "Tokens kept per text (longer texts are cut at the end).")
+    embedding_dim: int = option(64, "Word embedding size.")
+    lstm_units: int = option(64, "LSTM units (per direction for bilstm).")
+    dropout: float = option(0.3, "Dropout before the classification layer.")
+    # === Text augmentation (off by default) ===
+    word_deletion: float = option(0.0, "Training only: delete each word with this probability.")
+    word_swap: float = option(0.0, "Training only: swap round(rate * words) random word pairs per text.")
+    # === Fine-tuning from another run ===
+    init_from: str = option(
+        "",
+        "A sentiment_lstm run directory whose encoder (vocabulary, embedding, LSTM) starts "
+        "this model; the classification head is new. The architecture comes from that run.",
+    )
+    freeze: str = option(
+        "none",
+        "Keep parts frozen in phase 1: embedding, or encoder (vocabulary + embedding + LSTM; "
+        "only the head learns). Phase 2 (--fine-tune-epochs) unfreezes them at "
+        "--fine-tune-learning-rate.",
+        ("none", "embedding", "encoder"),
+    )
+
+    epochs: int = option(3, "Epochs of phase 1.")
+    batch_size: int = option(128, "Global batch size (split across replicas).")
+    learning_rate: float = option(2e-3, "Peak learning rate of phase 1.")
+
+    # Seconds-long: a few hundred short texts, a small vocabulary and model, one epoch.
+    SMOKE: typing.ClassVar[dict] = {
+        **TrainConfig.SMOKE,
+        "max_examples_per_class": 200,
+        "epochs": 2,
+        "fine_tune_epochs": 0,
+        "batch_size": 32,
+        "vocab_size": 2000,
+        "max_length": 64,
+        "embedding_dim": 16,
+        "lstm_units": 16,
+        "learning_rate": 5e-3,
+    }
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("max_length", "embedding_dim", "lstm_units"):
+            if getattr(self, name) < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be positive. Received: {name}={getattr(self, name)}")
+        for name in ("dropout", "word_deletion", "word_swap"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise UserError(
+                    f"--{name.replace('_', '-')} must be in [0, 1). Received: {name}={getattr(self, name)}"
+                )
+        if self.vocab_size < 3:
+            raise UserError(f"--vocab-size must be at least 3 (padding, OOV and a word). Received: vocab_size={self.vocab_size}")
+
+    def resolved_class_names(self):
+        """The given class names, else the dataset's known ones, else None (infer)."""
+        return tuple(self.class_names) or DATASET_CLASS_NAMES.get(self.dataset)

@@ -1,0 +1,123 @@
+"""Model factory for sentiment_lstm: an encoder (raw text -> features) and a classifier head.
+
+Both models take raw strings: `TextVectorization` is the encoder's first layer, so the
+exported SavedModel, `predict` and `evaluate` all feed text. The encoder is one nested
+model named `backbone` (vectorizer, embedding, LSTM), the same shape as the image projects,
+so freezing it, fine-tuning its top and reusing it in another run are one line each.
+
+- `bilstm` (default): standardization that reads IMDB and SST-2 alike, a 20k vocabulary,
+  texts cut at 400 tokens, `Embedding(mask_zero=True)` so padding never reaches the LSTM,
+  a bidirectional LSTM whose outputs are max-pooled over the real tokens, dropout, softmax.
+- `seed`: the seed's baseline as written: 10k vocabulary with OOV, texts padded and cut at
+  the end to 120 tokens (no mask), `Embedding(10000, 16)`, `LSTM(128)`, `Dense(1, sigmoid)`
+  trained with binary cross-entropy (see `layers.BinaryToCategorical`).
+"""
+
+import json
+import logging
+import os
+
+import keras
+
+from tf_finetune import freezing
+from tf_finetune.errors import UserError
+
+from projects.sentiment_lstm.layers import BinaryToCategorical
+from projects.sentiment_lstm.layers import MaskedGlobalMaxPooling1D
+from projects.sentiment_lstm.layers import TruncateSequence
+from projects.sentiment_lstm.layers import standardize
+
+logger = logging.getLogger(__name__)
+# Settings that define the encoder; with --init-from they come from that run.
+ENCODER_SETTINGS = ("model", "vocab_size", "max_length", "embedding_dim", "lstm_units")
+
+
+def build_model(config, data):
+    """The classifier for `config` over `data.class_names`; adapts the vocabulary on `data.adapt`."""
+    num_classes = len(data.class_names)
+    if config.model == "seed" and num_classes != 2:
+        raise UserError(
+            f"--model seed is the binary sigmoid baseline; this data has {num_classes} classes "
+            f"({', '.join(data.class_names)}): use --model bilstm."
+        )
+    # === Encoder ===
+    if config.init_from:
+        backbone = load_encoder(config.init_from, config)
+    else:
+        backbone = build_encoder(config, data.adapt)
+    if config.freeze == "embedding":
+        freezing.freeze(backbone.get_layer("embedding"))
+    elif config.freeze == "encoder":
+        freezing.freeze(backbone)
+
+    # === Head ===
+    inputs = keras.Input(shape=(), dtype="string", name="text")
+    features = backbone(inputs)
+    if config.model == "seed":
+        outputs = BinaryToCategorical(name="probabilities", dtype="float32")(
+            keras.layers.Dense(1, activation="sigmoid", dtype="float32", name="classifier")(features)
+        )
+    else:
+        features = keras.layers.Dropout(config.dropout, name="dropout")(features)
+        outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="classifier")(features)
+    return keras.Model(inputs, outputs, name=f"sentiment_{config.model}")
+
+
+def build_encoder(config, texts):
+    """The `backbone` model: 1-D tf.string -> features; its vocabulary adapted on `texts`."""
+    import tensorflow as tf
+
+    seed = config.model == "seed"
+    vectorizer = keras.layers.TextVectorization(
+        max_tokens=config.vocab_size,
+        standardize="lower_and_strip_punctuation" if seed else standardize,
+        # The seed pads/cuts every text to max_length ("post"); bilstm pads per batch.
+        output_sequence_length=config.max_length if seed else None,
+        name="vectorizer",
+    )
+    if texts is None:
+        raise ValueError("build_encoder needs training texts to adapt the vocabulary. Received: texts=None")
+    vectorizer.adapt(texts.batch(1024).prefetch(tf.data.AUTOTUNE))
+    vocab_size = vectorizer.vocabulary_size()
+    logger.info("Vocabulary: %d tokens (--vocab-size %d).", vocab_size, config.vocab_size)
+
+    inputs = keras.Input(shape=(), dtype="string", name="text")
+    ids = vectorizer(inputs)  # (B, T) int64, 0 = padding, 1 = OOV
+    if seed:
+        x = keras.layers.Embedding(vocab_size, config.embedding_dim, name="embedding")(ids)
+        x = keras.layers.LSTM(config.lstm_units, name="lstm")(x)  # (B, units)
+    else:
+        ids = TruncateSequence(config.max_length, name="truncate")(ids)
+        x = keras.layers.Embedding(vocab_size, config.embedding_dim, mask_zero=True, name="embedding")(ids)
+        x = keras.layers.Bidirectional(
+            keras.layers.LSTM(config.lstm_units, return_sequences=True), name="lstm"
+        )(x)  # (B, T, 2 * units), masked
+        x = MaskedGlobalMaxPooling1D(name="pool")(x)  # (B, 2 * units)
+    return keras.Model(inputs, x, name="backbone")
+
+
+def load_encoder(run_dir, config):
+    """The trained `backbone` of another sentiment_lstm run (vocabulary and weights)."""
+    run_dir = os.path.abspath(os.path.expanduser(run_dir))
+    best = os.path.join(run_dir, "checkpoints", "best.keras")
+    run_json = os.path.join(run_dir, "run.json")
+    if not (os.path.isfile(best) and os.path.isfile(run_json)):
+        raise UserError(
+            f"--init-from {run_dir} is not a finished sentiment_lstm run (no checkpoints/best.keras "
+            "or run.json): pass a run directory written by `python -m projects.sentiment_lstm train`."
+        )
+    with open(run_json, encoding="utf-8") as f:
+        project = json.load(f).get("project")
+    if project != "sentiment_lstm":
+        raise UserError(f"--init-from {run_dir} is a {project!r} run: pass a sentiment_lstm run directory.")
+    with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
+        source = json.load(f)
+    differ = [k for k in ENCODER_SETTINGS if k in source and source[k] != getattr(config, k)]
+    if differ:
+        logger.warning(
+            "--init-from: the encoder comes from %s, so its %s are used, not this run's.",
+            run_dir, ", ".join(f"{k}={source[k]!r}" for k in differ),
+        )
+    backbone = keras.models.load_model(best).get_layer("backbone")
+    logger.info("Encoder initialised from %s (%s).", best, freezing.format_trainable_summary(backbone))
+    return backbone

@@ -1,0 +1,19 @@
+"""The sentiment_lstm project: config + data function + model factory for the shared CLI."""
+
+from tf_finetune.project import Project
+
+from projects.sentiment_lstm import data
+from projects.sentiment_lstm.config import SentimentConfig
+from projects.sentiment_lstm.model import build_model
+
+PROJECT = Project(
+    name="sentiment_lstm",
+    description="Text classification with an LSTM over raw strings (IMDB, SST-2, any CSV/TSV "
+    "of texts and labels); exports a SavedModel that serves raw UTF-8 text.",
+    config_class=SentimentConfig,
+    load_data=data.load_data,
+    build_model=build_model,
+    preprocess=data.preprocess,
+    read_inputs=data.read_inputs,
+    synthetic_inputs=data.synthetic_inputs,
+)

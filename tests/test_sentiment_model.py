@@ -1,0 +1,139 @@
+"""The sentiment models: raw strings in, masking, --init-from and --freeze."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from projects.sentiment_lstm import data as data_lib
+from projects.sentiment_lstm.config import SentimentConfig
+from projects.sentiment_lstm.model import build_model
+from tf_finetune import trainer as trainer_lib
+from tf_finetune.errors import UserError
+from tf_finetune.text_table import TextTable
+
+GOOD = ["great", "wonderful", "superb", "loved", "moving", "brilliant"]
+BAD = ["awful", "boring", "dull", "hated", "pointless", "terrible"]
+FILLER = ["the", "film", "plot", "actors", "was", "and", "a", "story"]
+
+
+def table(n=160, seed=0, classes=("negative", "positive")):
+    """Toy reviews: filler words plus one word that carries the label."""
+    rng = np.random.default_rng(seed)
+    texts, labels = [], []
+    for i in range(n):
+        label = i % len(classes)
+        words = list(rng.choice(FILLER, size=int(rng.integers(3, 30))))
+        words.insert(int(rng.integers(0, len(words))), rng.choice(GOOD if label else BAD))
+        texts.append(" ".join(words))
+        labels.append(label)
+    return TextTable("", tuple(texts), tuple(labels), tuple(classes))
+
+
+def small_config(**overrides):
+    settings = dict(vocab_size=100, max_length=32, embedding_dim=8, lstm_units=8, epochs=2,
+                    batch_size=16, learning_rate=1e-2, seed=0)
+    settings.update(overrides)
+    return SentimentConfig(**settings)
+
+
+def toy_data(config, seed=0, **kwargs):
+    train, val = table(seed=seed, **kwargs), table(n=40, seed=seed + 100, **kwargs)
+    return data_lib.make_data(config, train, val, "toy", {})
+
+
+def train(config, run_dir, data=None):
+    data = data or toy_data(config)
+    trainer = trainer_lib.Trainer(config, str(run_dir))
+    model = trainer.build_model(lambda: build_model(config, data))
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, "run.json"), "w") as f:
+        json.dump({"project": "sentiment_lstm"}, f)
+    with open(os.path.join(run_dir, "config.json"), "w") as f:
+        json.dump(config.to_dict(), f)
+    return model, trainer.fit(model, data.train, data.val)
+
+
+def test_model_takes_raw_strings_and_padding_does_not_change_the_prediction():
+    config = small_config()
+    model = build_model(config, toy_data(config))
+    short = "the film was great"
+    long = " ".join(["the plot and the actors"] * 6)
+    alone = model(tf.constant([short]), training=False).numpy()
+    padded = model(tf.constant([short, long]), training=False).numpy()[:1]  # padded to 30 tokens
+    np.testing.assert_allclose(alone, padded, atol=1e-6)
+    assert alone.shape == (1, 2)
+    np.testing.assert_allclose(alone.sum(), 1.0, atol=1e-6)
+
+
+def test_bilstm_learns_the_toy_task(tmp_path):
+    config = small_config(epochs=4)
+    _, best = train(config, tmp_path / "run")
+    probs = best(tf.constant(["a great film", "an awful film"]), training=False).numpy()
+    assert probs[0, 1] > 0.5 > probs[1, 1], probs
+
+
+def test_seed_model_is_binary_only_and_outputs_two_probabilities():
+    config = small_config(model="seed")
+    model = build_model(config, toy_data(config))
+    assert model.get_layer("backbone").get_layer("embedding").output.shape[1] == 32  # padded to max_length
+    out = model(tf.constant(["a", "b c"]), training=False).numpy()
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-6)
+    three = toy_data(config, classes=("a", "b", "c"))
+    with pytest.raises(UserError, match="--model seed is the binary"):
+        build_model(config, three)
+
+
+@pytest.fixture(scope="module")
+def source_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("source") / "run"
+    config = small_config(epochs=2)
+    train(config, run_dir)
+    return str(run_dir)
+
+
+def backbone_weights(model):
+    return [w.copy() for w in model.get_layer("backbone").get_weights()]
+
+
+def test_init_from_loads_the_vocabulary_and_encoder_weights(source_run):
+    source = keras.models.load_model(os.path.join(source_run, "checkpoints", "best.keras"))
+    # Different data and classes: the encoder comes from the source run anyway.
+    config = small_config(init_from=source_run, vocab_size=50)
+    model = build_model(config, toy_data(config, classes=("a", "b", "c"), seed=5))
+    for got, want in zip(backbone_weights(model), backbone_weights(source)):
+        np.testing.assert_array_equal(got, want)
+    assert model.get_layer("backbone").get_layer("vectorizer").get_vocabulary() == \
+        source.get_layer("backbone").get_layer("vectorizer").get_vocabulary()
+    assert model.output.shape[-1] == 3
+
+
+@pytest.mark.parametrize("freeze, frozen, trained", [
+    ("encoder", ["embedding", "lstm"], ["classifier"]),
+    ("embedding", ["embedding"], ["lstm", "classifier"]),
+])
+def test_freeze_keeps_those_weights_unchanged_after_fit(source_run, tmp_path, freeze, frozen, trained):
+    config = small_config(init_from=source_run, freeze=freeze, epochs=2)
+    model, _ = train(config, tmp_path / "run", data=toy_data(config, seed=7))
+    source = keras.models.load_model(os.path.join(source_run, "checkpoints", "best.keras"))
+
+    def weights(m, name):
+        layer = m.get_layer(name) if name == "classifier" else m.get_layer("backbone").get_layer(name)
+        return layer.get_weights()
+
+    for name in frozen:
+        for got, want in zip(weights(model, name), weights(source, name)):
+            np.testing.assert_array_equal(got, want)
+    for name in trained:
+        if name != "classifier":  # the head is new, so compare encoder layers only
+            assert any(not np.array_equal(g, w) for g, w in zip(weights(model, name), weights(source, name)))
+    assert model.get_layer("classifier").trainable
+
+
+def test_init_from_a_non_run_is_a_clear_error(tmp_path):
+    config = small_config(init_from=str(tmp_path))
+    with pytest.raises(UserError, match="--init-from .* is not a finished sentiment_lstm run"):
+        build_model(config, toy_data(small_config()))
