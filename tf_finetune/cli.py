@@ -265,7 +265,9 @@ def predict(project, args):
             f"--model {os.path.abspath(args.model)} is not a SavedModel, a folder of numbered "
             "SavedModel versions, or a run directory: pass one of these."
         )
-    for name, probs in zip(args.inputs, probabilities):
+    # An input may stand for several (e.g. @FILE of texts); then name each by its value.
+    names = list(args.inputs) if len(raw) == len(args.inputs) else [str(r) for r in raw]
+    for name, probs in zip(names, probabilities):
         k = int(np.argmax(probs))
         label = class_names[k] if class_names else str(k)
         if args.json:
