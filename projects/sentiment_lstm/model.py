@@ -45,6 +45,9 @@ def build_model(config, data):
         backbone = load_encoder(config.init_from, config)
     else:
         backbone = build_encoder(config, data.adapt)
+        if config.freeze != "none":
+            logger.warning("--freeze %s without --init-from keeps randomly initialised weights frozen.",
+                           config.freeze)
     if config.freeze == "embedding":
         freezing.freeze(backbone.get_layer("embedding"))
     elif config.freeze == "encoder":
