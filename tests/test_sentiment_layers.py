@@ -54,3 +54,11 @@ def test_binary_to_categorical_is_exactly_binary_cross_entropy():
     sparse = keras.losses.SparseCategoricalCrossentropy()(y, two)
     binary = keras.losses.BinaryCrossentropy()(tf.cast(y[:, None], tf.float32), p)
     np.testing.assert_allclose(sparse, binary, rtol=1e-5)
+
+
+def test_standardize_seed_is_keras_default_plus_separators_to_spaces():
+    from projects.sentiment_lstm.layers import standardize_seed
+
+    text = tf.constant("It's GREAT!<br />Really\x85good\u2028film")
+    # Keras's default keeps U+0085 and U+2028 inside tokens; the seed's variant splits there.
+    assert standardize_seed(text).numpy().split() == b"its greatbr really good film".split()

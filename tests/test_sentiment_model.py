@@ -137,3 +137,17 @@ def test_init_from_a_non_run_is_a_clear_error(tmp_path):
     config = small_config(init_from=str(tmp_path))
     with pytest.raises(UserError, match="--init-from .* is not a finished sentiment_lstm run"):
         build_model(config, toy_data(small_config()))
+
+
+@pytest.mark.parametrize("model", ["bilstm", "seed"])
+def test_vocabulary_with_unicode_line_breaks_survives_save_and_load(tmp_path, model):
+    config = small_config(model=model)
+    data = toy_data(config)
+    texts = list(data.adapt.as_numpy_iterator()) + [b"odd\xc2\x85word and\xe2\x80\xa8more"] * 5
+    data.adapt = tf.data.Dataset.from_tensor_slices(texts)
+    built = build_model(config, data)
+    path = str(tmp_path / "m.keras")
+    built.save(path)
+    loaded = keras.models.load_model(path)
+    probe = tf.constant(["odd\x85word", "the film was great"])
+    np.testing.assert_allclose(loaded(probe, training=False), built(probe, training=False), atol=1e-6)

@@ -8,7 +8,8 @@
   steps (zeros) would join the max and the prediction would depend on how much padding a
   batch happens to have. This one takes the max over real tokens only.
 
-Plus `standardize`, the text standardization registered for `TextVectorization`, and
+Plus `standardize` and `standardize_seed`, text standardizations registered for
+`TextVectorization`, and
 `BinaryToCategorical`, which gives the seed's sigmoid output the shared `(batch, classes)` form.
 """
 
@@ -29,6 +30,21 @@ def standardize(texts):
     texts = tf.strings.regex_replace(texts, r"<br\s*/?>", " ")
     texts = tf.strings.regex_replace(texts, r"n't\b", " not")
     return tf.strings.regex_replace(texts, r"[^\pL\pN]+", " ")
+
+
+@keras.saving.register_keras_serializable(package="sentiment_lstm")
+def standardize_seed(texts):
+    """The seed's standardization: Keras's default `lower_and_strip_punctuation`, plus
+    Unicode separators and control characters turned into spaces.
+
+    The addition keeps the model loadable: IMDB has a review with U+0085 (next line) inside
+    a word, the default keeps it as a vocabulary token, and the `.keras` file stores the
+    vocabulary one token per line, so on loading that line splits in two and Keras rejects
+    the vocabulary (a repeated empty token).
+    """
+    texts = tf.strings.lower(texts)
+    texts = tf.strings.regex_replace(texts, r'[!"#$%&()\*\+,-\./:;<=>?@\[\\\]^_`{|}~\']', "")
+    return tf.strings.regex_replace(texts, r"[\pZ\pC]+", " ")
 
 
 @keras.saving.register_keras_serializable(package="sentiment_lstm")

@@ -26,6 +26,7 @@ from projects.sentiment_lstm.layers import BinaryToCategorical
 from projects.sentiment_lstm.layers import MaskedGlobalMaxPooling1D
 from projects.sentiment_lstm.layers import TruncateSequence
 from projects.sentiment_lstm.layers import standardize
+from projects.sentiment_lstm.layers import standardize_seed
 
 logger = logging.getLogger(__name__)
 # Settings that define the encoder; with --init-from they come from that run.
@@ -73,7 +74,7 @@ def build_encoder(config, texts):
     seed = config.model == "seed"
     vectorizer = keras.layers.TextVectorization(
         max_tokens=config.vocab_size,
-        standardize="lower_and_strip_punctuation" if seed else standardize,
+        standardize=standardize_seed if seed else standardize,
         # The seed pads/cuts every text to max_length ("post"); bilstm pads per batch.
         output_sequence_length=config.max_length if seed else None,
         name="vectorizer",
