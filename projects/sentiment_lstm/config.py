@@ -47,7 +47,7 @@ class SentimentConfig(TrainConfig):
     dropout: float = option(0.3, "Dropout before the classification layer.")
     # === Text augmentation (off by default) ===
     word_deletion: float = option(0.0, "Training only: delete each word with this probability.")
-    word_swap: float = option(0.0, "Training only: swap round(rate * words) random word pairs per text.")
+    word_swap: float = option(0.0, "Training only: swap max(1, round(rate * words)) random word pairs per text.")
     # === Fine-tuning from another run ===
     init_from: str = option(
         "",
