@@ -87,8 +87,8 @@ def test_evaluate_on_sst2_with_the_imdb_model(smoke_run, capsys):
     assert "(872 examples)" in out and "negative" in out
 
 
-def _cli(*args):
-    env = dict(os.environ, TF_FINETUNE_OFFLINE="1")
+def _cli(*args, **env_changes):
+    env = dict(os.environ, TF_FINETUNE_OFFLINE="1", **env_changes)
     return subprocess.run([sys.executable, "-m", "projects.sentiment_lstm", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=300)
 
@@ -118,6 +118,8 @@ def _bad_case(tmp_path, case):
     if case == "empty folder":
         (tmp_path / "empty").mkdir()
         return ["train", "--data-dir", str(tmp_path / "empty"), *common], "no train.tsv/train.csv"
+    if case == "no data offline":
+        return ["train", *common], "pass --data-dir"
     if case == "bad freeze value":
         return ["train", "--data-dir", str(good), "--freeze", "lstm", *common], "invalid choice"
     raise AssertionError(case)
@@ -125,10 +127,11 @@ def _bad_case(tmp_path, case):
 
 @pytest.mark.parametrize("case", ["missing column", "mostly bad rows", "one class",
                                   "seed model with three classes", "init from a non-run",
-                                  "empty folder", "bad freeze value"])
+                                  "empty folder", "bad freeze value", "no data offline"])
 def test_bad_input_is_one_line_and_nonzero_exit(tmp_path, case):
     args, expected = _bad_case(tmp_path, case)
-    result = _cli(*args)
+    # Without --data-dir, data comes from $TF_FINETUNE_DATA/imdb, else TFDS (offline here).
+    result = _cli(*args, TF_FINETUNE_DATA=str(tmp_path))
     assert result.returncode == 2, result.stderr[-2000:]
     errors = [l for l in result.stderr.splitlines() if l.startswith("error:") or ": error:" in l]
     assert len(errors) == 1 and expected in errors[0], result.stderr[-2000:]
