@@ -20,6 +20,7 @@ import logging
 import os
 import random
 
+from tf_finetune import splits
 from tf_finetune.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -165,35 +166,17 @@ def split(folder, validation_split, seed):
     """Seeded stratified split into (train, validation) `ImageFolder`s.
 
     Each class contributes `round(n * validation_split)` images to validation, at least
-    one when it has two or more, so every class is seen on both sides.
+    one when it has two or more, so every class is seen on both sides (see
+    `splits.stratified_split`).
     """
-    if not 0.0 < validation_split < 1.0:
-        raise UserError(
-            f"validation_split must be between 0 and 1 (exclusive). Received: "
-            f"validation_split={validation_split}"
-        )
-    by_class = collections.defaultdict(list)
-    for path, label in zip(folder.files, folder.labels):
-        by_class[label].append(path)
-    train, val = [], []
-    for label in sorted(by_class):
-        paths = sorted(by_class[label])
-        random.Random(f"{seed}-split-{label}").shuffle(paths)
-        n_val = int(round(len(paths) * validation_split))
-        if len(paths) >= 2:
-            n_val = min(max(n_val, 1), len(paths) - 1)
-        else:
-            n_val = 0
-        val.extend((p, label) for p in paths[:n_val])
-        train.extend((p, label) for p in paths[n_val:])
+    train, val = splits.stratified_split(folder.files, folder.labels, validation_split, seed)
 
-    def subset(pairs):
-        pairs = sorted(pairs)
+    def subset(indices):
         return ImageFolder(
             folder.root,
             folder.class_names,
-            tuple(p for p, _ in pairs),
-            tuple(l for _, l in pairs),
+            tuple(folder.files[i] for i in indices),
+            tuple(folder.labels[i] for i in indices),
             folder.skipped,
         )
 

@@ -23,7 +23,7 @@ import logging
 import os
 import random
 
-from tf_finetune import image_folder
+from tf_finetune import splits
 from tf_finetune.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -265,13 +265,11 @@ def split(table, validation_split, seed):
 
     Each class contributes `round(n * validation_split)` rows to validation, at least one
     when it has two or more, so every class is seen on both sides. Both sides keep the
-    table's row order, and the same seed gives the same split in every process (it is
-    `image_folder.split`, which imports TensorFlow only inside its decoding functions).
+    table's row order, and the same seed gives the same split in every process (see
+    `splits.stratified_split`).
     """
-    # The same split as for image folders, with row indices standing in for the files.
-    rows = image_folder.ImageFolder(table.path, table.class_names, tuple(range(len(table))), table.labels)
-    train, val = image_folder.split(rows, validation_split, seed)
-    return _subset(table, train.files), _subset(table, val.files)
+    train, val = splits.stratified_split(range(len(table)), table.labels, validation_split, seed)
+    return _subset(table, train), _subset(table, val)
 
 
 def drop_duplicates(table):
