@@ -133,10 +133,17 @@ def test_freeze_keeps_those_weights_unchanged_after_fit(source_run, tmp_path, fr
     assert model.get_layer("classifier").trainable
 
 
-def test_init_from_a_non_run_is_a_clear_error(tmp_path):
+def test_init_from_a_non_run_is_a_clear_error(tmp_path, source_run):
     config = small_config(init_from=str(tmp_path))
-    with pytest.raises(UserError, match="--init-from .* is not a finished sentiment_lstm run"):
+    with pytest.raises(UserError, match="--init-from .* is not a training run"):
         build_model(config, toy_data(small_config()))
+    with open(os.path.join(source_run, "run.json")) as f:
+        record = json.load(f)
+    other = tmp_path / "plant"
+    other.mkdir()
+    (other / "run.json").write_text(json.dumps({**record, "project": "plant_cnn"}))
+    with pytest.raises(UserError, match="--init-from .* holds a 'plant_cnn' run, not 'sentiment_lstm'"):
+        build_model(small_config(init_from=str(other)), toy_data(small_config()))
 
 
 @pytest.mark.parametrize("model", ["bilstm", "seed"])

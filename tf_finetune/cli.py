@@ -180,24 +180,9 @@ def _check_resumable(project, run_dir, config):
 
 def load_run(project, run_dir):
     """(config, run record, best Keras model) of a run directory."""
-    import keras
+    from tf_finetune.trainer import load_run as load
 
-    run_dir = os.path.abspath(run_dir)
-    run_json = os.path.join(run_dir, "run.json")
-    if not os.path.isfile(run_json):
-        raise UserError(f"--run-dir {run_dir} is not a training run (no run.json): pass a folder written by train.")
-    with open(run_json, encoding="utf-8") as f:
-        record = json.load(f)
-    if record.get("project") != project.name:
-        raise UserError(
-            f"--run-dir {run_dir} holds a {record.get('project')!r} run, not {project.name!r}: "
-            f"use python -m projects.{record.get('project')} instead."
-        )
-    best = os.path.join(run_dir, "checkpoints", "best.keras")
-    if not os.path.isfile(best):
-        raise UserError(f"--run-dir {run_dir} has no checkpoints/best.keras yet: train it (again) first.")
-    config = config_lib.load_run_config(project.config_class, os.path.join(run_dir, "config.json"))
-    return config, record, keras.models.load_model(best)
+    return load(run_dir, project.name, project.config_class)
 
 
 def evaluate(project, args):

@@ -215,6 +215,31 @@ class LogLearningRate(keras.callbacks.Callback):
             logs["learning_rate"] = self._rate
 
 
+def load_run(run_dir, project_name, config_class, *, flag="--run-dir"):
+    """(config, run record, best Keras model) of a finished training run of `project_name`.
+
+    `flag` names the argument the folder came from, for the one-line errors.
+    """
+    from tf_finetune import config as config_lib
+
+    run_dir = os.path.abspath(os.path.expanduser(run_dir))
+    run_json = os.path.join(run_dir, "run.json")
+    if not os.path.isfile(run_json):
+        raise UserError(f"{flag} {run_dir} is not a training run (no run.json): pass a folder written by train.")
+    with open(run_json, encoding="utf-8") as f:
+        record = json.load(f)
+    if record.get("project") != project_name:
+        raise UserError(
+            f"{flag} {run_dir} holds a {record.get('project')!r} run, not {project_name!r}: "
+            f"pass a {project_name} run directory (python -m projects.{record.get('project')} reads that one)."
+        )
+    best = os.path.join(run_dir, BEST_CHECKPOINT)
+    if not os.path.isfile(best):
+        raise UserError(f"{flag} {run_dir} has no {BEST_CHECKPOINT} yet: train it (again) first.")
+    config = config_lib.load_run_config(config_class, os.path.join(run_dir, "config.json"))
+    return config, record, keras.models.load_model(best)
+
+
 def read_history(run_dir):
     """Reads `RUN/history.csv` into a Keras-style history dict (last row wins per epoch).
 

@@ -13,13 +13,12 @@ so freezing it, fine-tuning its top and reusing it in another run are one line e
   trained with binary cross-entropy (see `layers.BinaryToCategorical`).
 """
 
-import json
 import logging
-import os
 
 import keras
 
 from tf_finetune import freezing
+from tf_finetune import trainer
 from tf_finetune.errors import UserError
 
 from projects.sentiment_lstm.layers import BinaryToCategorical
@@ -102,26 +101,13 @@ def build_encoder(config, texts):
 
 def load_encoder(run_dir, config):
     """The trained `backbone` of another sentiment_lstm run (vocabulary and weights)."""
-    run_dir = os.path.abspath(os.path.expanduser(run_dir))
-    best = os.path.join(run_dir, "checkpoints", "best.keras")
-    run_json = os.path.join(run_dir, "run.json")
-    if not (os.path.isfile(best) and os.path.isfile(run_json)):
-        raise UserError(
-            f"--init-from {run_dir} is not a finished sentiment_lstm run (no checkpoints/best.keras "
-            "or run.json): pass a run directory written by `python -m projects.sentiment_lstm train`."
-        )
-    with open(run_json, encoding="utf-8") as f:
-        project = json.load(f).get("project")
-    if project != "sentiment_lstm":
-        raise UserError(f"--init-from {run_dir} is a {project!r} run: pass a sentiment_lstm run directory.")
-    with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
-        source = json.load(f)
-    differ = [k for k in ENCODER_SETTINGS if k in source and source[k] != getattr(config, k)]
+    source, _, model = trainer.load_run(run_dir, "sentiment_lstm", type(config), flag="--init-from")
+    differ = [k for k in ENCODER_SETTINGS if getattr(source, k) != getattr(config, k)]
     if differ:
         logger.warning(
             "--init-from: the encoder comes from %s, so its %s are used, not this run's.",
-            run_dir, ", ".join(f"{k}={source[k]!r}" for k in differ),
+            run_dir, ", ".join(f"{k}={getattr(source, k)!r}" for k in differ),
         )
-    backbone = keras.models.load_model(best).get_layer("backbone")
-    logger.info("Encoder initialised from %s (%s).", best, freezing.format_trainable_summary(backbone))
+    backbone = model.get_layer("backbone")
+    logger.info("Encoder initialised from %s (%s).", run_dir, freezing.format_trainable_summary(backbone))
     return backbone
