@@ -5,6 +5,7 @@ import dataclasses
 import typing
 
 from tf_finetune.config import TrainConfig
+from tf_finetune.config import flag_name
 from tf_finetune.config import option
 from tf_finetune.errors import UserError
 
@@ -86,11 +87,11 @@ class SentimentConfig(TrainConfig):
         super().__post_init__()
         for name in ("max_length", "embedding_dim", "lstm_units"):
             if getattr(self, name) < 1:
-                raise UserError(f"--{name.replace('_', '-')} must be positive. Received: {name}={getattr(self, name)}")
+                raise UserError(f"--{flag_name(name)} must be positive. Received: {name}={getattr(self, name)}")
         for name in ("dropout", "word_deletion", "word_swap"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise UserError(
-                    f"--{name.replace('_', '-')} must be in [0, 1). Received: {name}={getattr(self, name)}"
+                    f"--{flag_name(name)} must be in [0, 1). Received: {name}={getattr(self, name)}"
                 )
         if self.vocab_size < 3:
             raise UserError(f"--vocab-size must be at least 3 (padding, OOV and a word). Received: vocab_size={self.vocab_size}")

@@ -76,14 +76,9 @@ def make_augmentation(config):
 
 
 def _known_class_names(config, source):
-    """--class-names, else the names of a known dataset whose labels are integers (SST-2)."""
-    if config.class_names:
-        return tuple(config.class_names)
+    """--class-names or the --dataset's names, else those of a known data folder (e.g. sst2/)."""
     folder = source if os.path.isdir(source) else os.path.dirname(source)
-    for name in (config.dataset, os.path.basename(os.path.normpath(folder))):
-        if name in DATASET_CLASS_NAMES:
-            return DATASET_CLASS_NAMES[name]
-    return None
+    return config.resolved_class_names() or DATASET_CLASS_NAMES.get(os.path.basename(os.path.normpath(folder)))
 
 
 def _read_tfds(config):
@@ -104,11 +99,7 @@ def _read_tfds(config):
                 labels.append(int(example["label"]))
         tables.append(text_table.TextTable(f"tfds:{name}/{split}", tuple(texts), tuple(labels), class_names))
     train, val = tables
-    class_names = (
-        tuple(config.class_names)
-        or DATASET_CLASS_NAMES.get(config.dataset)
-        or tuple(TFDS_CLASS_NAMES.get(n, n) for n in train.class_names)
-    )
+    class_names = config.resolved_class_names() or tuple(TFDS_CLASS_NAMES.get(n, n) for n in train.class_names)
     if len(class_names) != len(train.class_names):
         raise UserError(
             f"--class-names has {len(class_names)} names but tfds:{name} has "
