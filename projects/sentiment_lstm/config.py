@@ -1,39 +1,16 @@
-"""Settings of the sentiment_lstm project: the shared TrainConfig plus data, model and text
-augmentation settings."""
+"""Settings of the sentiment_lstm project: the shared text-data settings plus the model's."""
 
 import dataclasses
 import typing
 
-from tf_finetune.config import TrainConfig
 from tf_finetune.config import flag_name
 from tf_finetune.config import option
 from tf_finetune.errors import UserError
-
-# Dataset folder name (under $TF_FINETUNE_DATA) -> TFDS (dataset, train split, validation
-# split) used when online. TFDS imdb_reviews keeps its 25k/25k train/test split.
-TFDS_SOURCES = {
-    "imdb": ("imdb_reviews", "train", "test"),
-    "sst2": ("glue/sst2", "train", "validation"),
-}
-# Class names of datasets whose label column holds integers.
-DATASET_CLASS_NAMES = {"sst2": ("negative", "positive")}
+from tf_finetune.text_data import TextDataConfig
 
 
 @dataclasses.dataclass(frozen=True)
-class SentimentConfig(TrainConfig):
-    # === Data ===
-    dataset: str = option(
-        "imdb",
-        "Dataset name: the folder under $TF_FINETUNE_DATA, and the TFDS fallback online "
-        "(imdb -> imdb_reviews, sst2 -> glue/sst2).",
-    )
-    text_column: str = option("", "Text column of a CSV/TSV file (default: text, sentence, review, ...).")
-    label_column: str = option("", "Label column of a CSV/TSV file (default: label, sentiment, class, ...).")
-    class_names: typing.Tuple[str, ...] = option(
-        (),
-        "Class names in label order, for integer labels (default for sst2: negative positive; "
-        "string labels name themselves).",
-    )
+class SentimentConfig(TextDataConfig):
     # === Model ===
     model: str = option(
         "bilstm",
@@ -46,9 +23,6 @@ class SentimentConfig(TrainConfig):
     embedding_dim: int = option(64, "Word embedding size.")
     lstm_units: int = option(64, "LSTM units (per direction for bilstm).")
     dropout: float = option(0.3, "Dropout before the classification layer.")
-    # === Text augmentation (off by default) ===
-    word_deletion: float = option(0.0, "Training only: delete each word with this probability.")
-    word_swap: float = option(0.0, "Training only: swap max(1, round(rate * words)) random word pairs per text.")
     # === Fine-tuning from another run ===
     init_from: str = option(
         "",
@@ -71,7 +45,7 @@ class SentimentConfig(TrainConfig):
     # training texts, a small vocabulary and model, reviews cut at 128 tokens, 3 epochs
     # (0.72 validation accuracy on IMDB).
     SMOKE: typing.ClassVar[dict] = {
-        **TrainConfig.SMOKE,
+        **TextDataConfig.SMOKE,
         "max_examples_per_class": 500,
         "epochs": 3,
         "fine_tune_epochs": 0,
@@ -88,14 +62,7 @@ class SentimentConfig(TrainConfig):
         for name in ("max_length", "embedding_dim", "lstm_units"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{flag_name(name)} must be positive. Received: {name}={getattr(self, name)}")
-        for name in ("dropout", "word_deletion", "word_swap"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise UserError(
-                    f"--{flag_name(name)} must be in [0, 1). Received: {name}={getattr(self, name)}"
-                )
+        if not 0.0 <= self.dropout < 1.0:
+            raise UserError(f"--dropout must be in [0, 1). Received: dropout={self.dropout}")
         if self.vocab_size < 3:
             raise UserError(f"--vocab-size must be at least 3 (padding, OOV and a word). Received: vocab_size={self.vocab_size}")
-
-    def resolved_class_names(self):
-        """The given class names, else the dataset's known ones, else None (infer)."""
-        return tuple(self.class_names) or DATASET_CLASS_NAMES.get(self.dataset)

@@ -1,46 +1,18 @@
 """Data for sentiment_lstm: a CSV/TSV table of texts and labels (or TFDS online), split,
 batched by length, optionally augmented."""
 
-import dataclasses
-import logging
-import os
-
-from tf_finetune import locate
+from tf_finetune import text_data
 from tf_finetune import text_dataset
-from tf_finetune import text_table
-from tf_finetune.errors import UserError
 from tf_finetune.project import Data
 from tf_finetune.project import pick_examples
 
-from projects.sentiment_lstm.config import DATASET_CLASS_NAMES
-from projects.sentiment_lstm.config import TFDS_SOURCES
-
-logger = logging.getLogger(__name__)
 NUM_EXAMPLES = 8  # validation texts recorded for predict/export checks
-# TFDS imdb_reviews calls its classes neg/pos.
-TFDS_CLASS_NAMES = {"neg": "negative", "pos": "positive"}
-LAYOUT = "train.tsv/train.csv (and dev.tsv), or one CSV/TSV file of texts and labels"
 
 
 def load_data(config, data_dir=None):
     """Returns `Data` for `config`: raw-text batches grouped by length, train augmented."""
-    tfds_name = TFDS_SOURCES.get(config.dataset, (None,))[0]
-    source = locate.resolve_data(data_dir, config.dataset, tfds_name=tfds_name, what=LAYOUT)
-    if isinstance(source, locate.TfdsSource):
-        train, val, info = _read_tfds(config)
-        source_name = f"tfds:{source.name}"
-    else:
-        train, val, info = text_table.load_splits(
-            source,
-            text_column=config.text_column or None,
-            label_column=config.label_column or None,
-            class_names=_known_class_names(config, source),
-            validation_split=config.validation_split,
-            seed=config.seed,
-            max_per_class=config.max_examples_per_class,
-        )
-        source_name = source
-    return make_data(config, train, val, source_name, info)
+    train, val, source, info = text_data.load_tables(config, data_dir)
+    return make_data(config, train, val, source, info)
 
 
 def make_data(config, train, val, source, info):
@@ -51,10 +23,9 @@ def make_data(config, train, val, source, info):
                    bucket=config.model != "seed")  # the seed pads everything to max_length
     train_ds = text_dataset.make_text_dataset(
         train.texts, train.labels, shuffle=True, seed=config.seed,
-        augmentation=make_augmentation(config), **batches,
+        augmentation=text_data.make_augmentation(config), **batches,
     )
     val_ds = text_dataset.make_text_dataset(val.texts, val.labels, **batches)
-    info = {"train_examples": len(train), "validation_examples": len(val), **info}
     return Data(
         train=train_ds,
         val=val_ds,
@@ -64,82 +35,6 @@ def make_data(config, train, val, source, info):
         info=info,
         adapt=tf.data.Dataset.from_tensor_slices(list(train.texts)),
     )
-
-
-def make_augmentation(config):
-    """Random word deletion / swap on training batches, or None when both are off."""
-    if not (config.word_deletion or config.word_swap):
-        return None
-    from tf_finetune.text_augmentation import TextAugmentation
-
-    return TextAugmentation(word_deletion=config.word_deletion, word_swap=config.word_swap, seed=config.seed)
-
-
-def _known_class_names(config, source):
-    """--class-names or the --dataset's names, else those of a known data folder (e.g. sst2/)."""
-    folder = source if os.path.isdir(source) else os.path.dirname(source)
-    return config.resolved_class_names() or DATASET_CLASS_NAMES.get(os.path.basename(os.path.normpath(folder)))
-
-
-def _read_tfds(config):
-    """The TFDS variant (online): its own train and validation splits, as `TextTable`s."""
-    import tensorflow_datasets as tfds
-
-    name, train_split, val_split = TFDS_SOURCES[config.dataset]
-    tables = []
-    for split in (train_split, val_split):
-        ds, info = tfds.load(name, split=split, with_info=True)
-        features = info.features
-        text_key = next(k for k in features if features[k].dtype == "string")
-        class_names = tuple(features["label"].names)
-        texts, labels = [], []
-        for example in tfds.as_numpy(ds):
-            if example["label"] >= 0:  # GLUE test rows are unlabelled (-1)
-                texts.append(example[text_key].decode("utf-8", "replace"))
-                labels.append(int(example["label"]))
-        tables.append(text_table.TextTable(f"tfds:{name}/{split}", tuple(texts), tuple(labels), class_names))
-    train, val = tables
-    class_names = config.resolved_class_names() or tuple(TFDS_CLASS_NAMES.get(n, n) for n in train.class_names)
-    if len(class_names) != len(train.class_names):
-        raise UserError(
-            f"--class-names has {len(class_names)} names but tfds:{name} has "
-            f"{len(train.class_names)} classes: pass one name per class."
-        )
-    train = dataclasses.replace(train, class_names=class_names)
-    val = dataclasses.replace(val, class_names=class_names)
-    if config.max_examples_per_class:
-        train = text_table.limit_per_class(train, config.max_examples_per_class, config.seed)
-        val = text_table.limit_per_class(val, config.max_examples_per_class, config.seed)
-    info = {"split": f"tfds {train_split}/{val_split}", "train_counts": train.class_counts(),
-            "val_counts": val.class_counts()}
-    return train, val, info
-
-
-def read_inputs(inputs):
-    """Texts from the command line; `@FILE` stands for the non-empty lines of FILE."""
-    texts = []
-    for item in inputs:
-        if item.startswith("@"):
-            path = item[1:]
-            if not os.path.isfile(path):
-                raise UserError(f"INPUT {item}: {path} is not a file: pass @FILE with one text per line.")
-            with open(path, encoding="utf-8", errors="replace") as f:
-                texts.extend(line.strip() for line in f if line.strip())
-        else:
-            texts.append(item)
-    if not texts:
-        raise UserError("INPUT: no texts to classify: pass texts, or @FILE with one text per line.")
-    return texts
-
-
-def synthetic_inputs(config):
-    """Fixed sentences, to verify an export when the run's examples are not available."""
-    return [
-        "A wonderful, moving film with superb acting.",
-        "This was a dull and pointless waste of two hours.",
-        "not bad at all",
-        "",
-    ]
 
 
 def preprocess(config):

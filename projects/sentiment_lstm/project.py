@@ -1,5 +1,6 @@
 """The sentiment_lstm project: config + data function + model factory for the shared CLI."""
 
+from tf_finetune import text_data
 from tf_finetune.project import Project
 
 from projects.sentiment_lstm import data
@@ -14,6 +15,6 @@ PROJECT = Project(
     load_data=data.load_data,
     build_model=build_model,
     preprocess=data.preprocess,
-    read_inputs=data.read_inputs,
-    synthetic_inputs=data.synthetic_inputs,
+    read_inputs=text_data.read_inputs,
+    synthetic_inputs=text_data.synthetic_inputs,
 )
