@@ -33,6 +33,16 @@ CASES = {
         dict(name="constant", learning_rate=0.1, total_steps=100, warmup_steps=10),
         [(0, 0.0), (5, 0.05), (9, 0.09), (10, 0.1), (99, 0.1)],
     ),
+    # lr * (1 - step / total): reaches 0 at the last step and stays there
+    "linear": (
+        dict(name="linear", learning_rate=0.1, total_steps=100),
+        [(0, 0.1), (25, 0.075), (50, 0.05), (100, 0.0), (150, 0.0)],
+    ),
+    # warmup over 10 steps, then lr * (1 - (step - 10) / 90): the BERT recipe
+    "linear_warmup": (
+        dict(name="linear", learning_rate=0.1, total_steps=100, warmup_steps=10),
+        [(0, 0.0), (5, 0.05), (10, 0.1), (55, 0.05), (100, 0.0)],
+    ),
     # lr * rate ** (step / decay_steps)
     "exponential": (
         dict(name="exponential", learning_rate=0.1, total_steps=100, decay_rate=0.5,
@@ -111,9 +121,9 @@ def test_return_types():
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(name="linear"), r"Unknown schedule\. Expected one of 'constant', "
-                              r"'exponential', 'cosine', 'cosine_restarts'\. "
-                              r"Received: name='linear'"),
+        (dict(name="step"), r"Unknown schedule\. Expected one of 'constant', 'linear', "
+                            r"'exponential', 'cosine', 'cosine_restarts'\. "
+                            r"Received: name='step'"),
         (dict(learning_rate=0.0), r"Received: learning_rate=0\.0"),
         (dict(learning_rate=-1), r"Received: learning_rate=-1"),
         (dict(total_steps=0), r"Received: total_steps=0"),
@@ -148,6 +158,7 @@ def test_linear_warmup_config_round_trip():
     [
         dict(name="exponential", decay_rate=0.5, decay_steps=10),
         dict(name="constant"),  # warmup wraps a plain float
+        dict(name="linear"),
         dict(name="cosine_restarts", first_decay_steps=10, t_mul=1.0),
     ],
 )

@@ -45,6 +45,12 @@ class TrainConfig:
         False, "Compute in mixed_float16 (GPU) with float32 variables and outputs."
     )
     jit_compile: bool = option(False, "Compile the train step with XLA.")
+    cache_frozen_prefix: bool = option(
+        True,
+        "For a model with a frozen bottom (a FrozenPrefix layer, e.g. BERT's frozen embeddings "
+        "and first layers): compute its outputs once and train only the layers above on them. "
+        "Same results, faster epochs.",
+    )
     validation_split: float = option(
         0.2, "Fraction of each class held out for validation when the data has no split."
     )
@@ -59,8 +65,8 @@ class TrainConfig:
     weight_decay: float = option(0.0, "Decoupled weight decay (adamw, sgd).")
     lr_schedule: str = option(
         "cosine",
-        "Learning-rate schedule of each phase.",
-        ("constant", "exponential", "cosine", "cosine_restarts"),
+        "Learning-rate schedule of each phase (linear: decay to 0, as for BERT).",
+        ("constant", "linear", "exponential", "cosine", "cosine_restarts"),
     )
     warmup_epochs: float = option(0.0, "Linear warmup at the start of each phase, in epochs.")
     decay_rate: float = option(0.9, "exponential: multiply the LR by this every decay_epochs.")

@@ -2,8 +2,8 @@
 
 `build_schedule` returns what a Keras optimizer accepts as `learning_rate`: a plain float for
 a constant rate, otherwise a `keras.optimizers.schedules.LearningRateSchedule`. The decay
-itself is always a schedule Keras provides (`ExponentialDecay`, `CosineDecay`,
-`CosineDecayRestarts`); this module only adds `LinearWarmup` in front of the ones that have
+itself is always a schedule Keras provides (`PolynomialDecay` with power 1 for linear,
+`ExponentialDecay`, `CosineDecay`, `CosineDecayRestarts`); this module only adds `LinearWarmup` in front of the ones that have
 no warmup of their own.
 
 Warmup convention (the same as Keras `CosineDecay(warmup_target=..., warmup_steps=...)`):
@@ -16,7 +16,7 @@ Steps are optimizer steps (`optimizer.iterations`), counted from 0.
 import keras
 from keras import ops
 
-SCHEDULE_NAMES = ("constant", "exponential", "cosine", "cosine_restarts")
+SCHEDULE_NAMES = ("constant", "linear", "exponential", "cosine", "cosine_restarts")
 
 
 @keras.saving.register_keras_serializable(package="tf_finetune")
@@ -109,7 +109,8 @@ def build_schedule(
     """Build a learning-rate schedule for a Keras optimizer.
 
     Args:
-        name: one of 'constant', 'exponential', 'cosine', 'cosine_restarts'.
+        name: one of 'constant', 'linear' (decay to 0 at `total_steps`, the BERT recipe),
+            'exponential', 'cosine', 'cosine_restarts'.
         learning_rate: the peak rate (after warmup), > 0.
         total_steps: number of optimizer steps in the whole run, >= 1.
         warmup_steps: linear warmup from 0 over this many steps, `0 <= warmup_steps <
@@ -148,6 +149,10 @@ def build_schedule(
     # 2) the schedule after warmup
     if name == "constant":
         schedule = learning_rate
+    elif name == "linear":
+        schedule = keras.optimizers.schedules.PolynomialDecay(
+            learning_rate, decay_steps=decay_total, end_learning_rate=0.0, power=1.0
+        )
     elif name == "exponential":
         if decay_steps is None:
             decay_steps = decay_total

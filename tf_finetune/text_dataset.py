@@ -21,6 +21,20 @@ def bucket_boundaries(max_length):
     return sorted({max(1, int(max_length * f)) for f in BUCKET_FRACTIONS})
 
 
+def fine_bucket_boundaries(max_length, start=4, growth=1.25):
+    """Narrow bucket edges for short texts: `start`, then each edge `growth` times the last
+    (at least 2 more), below `max_length`.
+
+    For models whose cost grows with every padded token, like transformers: SST-2 phrases
+    are 2 to 50 words, and the coarse `bucket_boundaries` would pad most of them twice over.
+    """
+    edges, edge = [], start
+    while edge < max_length:
+        edges.append(edge)
+        edge = max(edge + 2, int(round(edge * growth)))
+    return edges
+
+
 def word_counts(texts, max_length):
     """Whitespace word count of each text, capped at `max_length` (a proxy for tokens)."""
     return [min(len(text.split()), max_length) for text in texts]
@@ -34,8 +48,31 @@ def num_batches(lengths, boundaries, batch_size):
     return sum(math.ceil(n / batch_size) for n in counts)
 
 
+def bucket_by_length(ds, lengths, length_fn, *, batch_size, boundaries, pad=False):
+    """Batches `ds` from length buckets, with the number of batches asserted up front.
+
+    Args:
+        ds: an unbatched dataset.
+        lengths: the length of every element of `ds`, as `length_fn` measures it.
+        length_fn: element -> scalar int32 length (in the graph).
+        batch_size: elements per batch.
+        boundaries: bucket edges (a bucket holds lengths in `[edge_i, edge_i+1)`).
+        pad: pad each batch's elements to its longest with zeros (False: elements must
+            batch as they are, e.g. scalar strings).
+    """
+    import tensorflow as tf
+
+    ds = ds.bucket_by_sequence_length(
+        length_fn,
+        bucket_boundaries=list(boundaries),
+        bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
+        no_padding=not pad,
+    )
+    return ds.apply(tf.data.experimental.assert_cardinality(num_batches(lengths, boundaries, batch_size)))
+
+
 def make_text_dataset(texts, labels, *, batch_size, max_length, shuffle=False, seed=None,
-                      augmentation=None, bucket=True):
+                      augmentation=None, bucket=True, boundaries=None):
     """A batched dataset of (1-D tf.string texts, int32 labels).
 
     Args:
@@ -48,6 +85,7 @@ def make_text_dataset(texts, labels, *, batch_size, max_length, shuffle=False, s
         augmentation: optional callable `(strings, training=True) -> strings` applied to
             each training batch (e.g. `tf_finetune.text_augmentation.TextAugmentation`).
         bucket: group texts of similar length (False: plain batches in the given order).
+        boundaries: bucket edges in words (default: `bucket_boundaries(max_length)`).
     """
     import tensorflow as tf
 
@@ -66,14 +104,9 @@ def make_text_dataset(texts, labels, *, batch_size, max_length, shuffle=False, s
     if shuffle:
         ds = ds.shuffle(len(texts), seed=seed, reshuffle_each_iteration=True)
     if bucket:
-        boundaries = bucket_boundaries(max_length)
-        ds = ds.bucket_by_sequence_length(
-            lambda text, label, length: length,
-            bucket_boundaries=boundaries,
-            bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
-            no_padding=True,
-        )
-        ds = ds.apply(tf.data.experimental.assert_cardinality(num_batches(lengths, boundaries, batch_size)))
+        ds = bucket_by_length(ds, lengths, lambda text, label, length: length,
+                              batch_size=batch_size,
+                              boundaries=boundaries or bucket_boundaries(max_length))
     else:
         ds = ds.batch(batch_size)
     ds = ds.map(lambda text, label, length: (text, label))

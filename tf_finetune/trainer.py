@@ -8,6 +8,10 @@ Fine-tuning runs in up to two phases (the keras-io transfer-learning recipe):
    named `backbone` (BatchNormalization stays frozen, i.e. in inference mode), recompile with
    a fresh optimizer at the lower `fine_tune_learning_rate`, and continue the epoch count.
 
+A model whose frozen bottom is wrapped in `tf_finetune.prefix_cache.FrozenPrefix` trains
+phase 1 on that bottom's cached outputs (`cache_frozen_prefix`, on by default): the bottom
+runs once over the data, and each epoch runs only the layers above it.
+
 Everything lands in the run directory:
 
 ```
@@ -27,11 +31,13 @@ import logging
 import math
 import os
 import sys
+import time
 
 import keras
 
 from tf_finetune import freezing
 from tf_finetune import metrics
+from tf_finetune import prefix_cache
 from tf_finetune import schedules
 from tf_finetune.errors import UserError
 
@@ -113,24 +119,30 @@ class Trainer:
 
         c = self.config
         os.makedirs(os.path.join(self.run_dir, "checkpoints"), exist_ok=True)
-        if c.label_smoothing > 0 and loss is None:
-            train_ds, val_ds = (_one_hot(ds, model.output_shape[-1]) for ds in (train_ds, val_ds))
-        steps_per_epoch = _cardinality(train_ds)
         state = self._read_state()
         best = state.get("best")
 
         if not state.get("phase1_done"):
+            # With a cached frozen prefix, phase 1 fits the model's top on the cached
+            # outputs; the checkpoints are still of the whole model.
+            fit_model, fit_train, fit_val = model, train_ds, val_ds
+            if c.cache_frozen_prefix and prefix_cache.find_frozen_prefix(model) is not None:
+                fit_model, fit_train, fit_val = self._cache_prefix(model, train_ds, val_ds)
+            if c.label_smoothing > 0 and loss is None:
+                fit_train, fit_val = (_one_hot(ds, model.output_shape[-1]) for ds in (fit_train, fit_val))
             self.compile(
-                model, learning_rate=c.learning_rate, epochs=c.epochs,
-                steps_per_epoch=steps_per_epoch, loss=loss, metrics=metrics,
+                fit_model, learning_rate=c.learning_rate, epochs=c.epochs,
+                steps_per_epoch=_cardinality(fit_train), loss=loss, metrics=metrics,
             )
             logger.info("Phase 1: %s", freezing.format_trainable_summary(model))
-            best = self._fit_phase(model, train_ds, val_ds, phase=1, initial_epoch=0,
-                                   epochs=c.epochs, best=best)
+            best = self._fit_phase(fit_model, fit_train, fit_val, phase=1, initial_epoch=0,
+                                   epochs=c.epochs, best=best, save_model=model)
             model.save(os.path.join(self.run_dir, PHASE1_CHECKPOINT))
             self._write_state(phase1_done=True, best=best)
 
         if c.fine_tune_epochs > 0 and not state.get("phase2_done"):
+            if c.label_smoothing > 0 and loss is None:
+                train_ds, val_ds = (_one_hot(ds, model.output_shape[-1]) for ds in (train_ds, val_ds))
             if state.get("phase1_done"):  # Resuming: continue from the end of phase 1.
                 model.set_weights(
                     keras.models.load_model(os.path.join(self.run_dir, PHASE1_CHECKPOINT)).get_weights()
@@ -141,7 +153,7 @@ class Trainer:
                         n, freezing.format_trainable_summary(model))
             self.compile(
                 model, learning_rate=c.fine_tune_learning_rate, epochs=c.fine_tune_epochs,
-                steps_per_epoch=steps_per_epoch, loss=loss, metrics=metrics,
+                steps_per_epoch=_cardinality(train_ds), loss=loss, metrics=metrics,
             )
             best = self._fit_phase(model, train_ds, val_ds, phase=2, initial_epoch=c.epochs,
                                    epochs=c.epochs + c.fine_tune_epochs, best=best)
@@ -149,18 +161,39 @@ class Trainer:
 
         return keras.models.load_model(os.path.join(self.run_dir, BEST_CHECKPOINT))
 
-    def _fit_phase(self, model, train_ds, val_ds, *, phase, initial_epoch, epochs, best):
+    def _cache_prefix(self, model, train_ds, val_ds):
+        """(top model, cached training batches, cached validation batches)."""
+        c = self.config
+        prefix, top = prefix_cache.split_model(model)
+        start = time.time()
+        train = prefix_cache.PrefixCache.compute(prefix, train_ds, description="training data")
+        val = prefix_cache.PrefixCache.compute(prefix, val_ds, description="validation data")
+        logger.info("Cached the frozen prefix's outputs (%d + %d examples, %.0f MB) in %.0f s; "
+                    "training the layers above it.", len(train), len(val),
+                    (train.nbytes + val.nbytes) / 2**20, time.time() - start)
+        return (top, train.dataset(c.batch_size, shuffle=True, seed=c.seed),
+                val.dataset(c.batch_size))
+
+    def _fit_phase(self, model, train_ds, val_ds, *, phase, initial_epoch, epochs, best,
+                   save_model=None):
+        """Fits `model`; checkpoints `save_model` (default `model`), which contains it."""
         import keras
 
         c = self.config
-        checkpoint = keras.callbacks.ModelCheckpoint(
+        save_model = save_model or model
+        checkpoint = SaveModelCheckpoint(
+            save_model,
             os.path.join(self.run_dir, BEST_CHECKPOINT),
             monitor=c.monitor,
+            # Stated, not inferred: the saved model may not be the compiled one. The trainer
+            # compiles a loss and accuracy, so only a loss is minimized.
+            mode="min" if c.monitor.endswith("loss") else "max",
             save_best_only=True,
             initial_value_threshold=best,
         )
         callbacks = [
-            LogLearningRate(),  # first, so the loggers below see it
+            LogLearningRate(),  # first, so the loggers below see these two
+            LogEpochTime(),
             keras.callbacks.BackupAndRestore(os.path.join(self.run_dir, "backup", f"phase{phase}")),
             checkpoint,
             keras.callbacks.TensorBoard(os.path.join(self.run_dir, "logs"), write_graph=False),
@@ -188,7 +221,7 @@ class Trainer:
         if checkpoint.best is not None and math.isfinite(checkpoint.best):
             best = float(checkpoint.best)
         if not os.path.exists(os.path.join(self.run_dir, BEST_CHECKPOINT)):
-            model.save(os.path.join(self.run_dir, BEST_CHECKPOINT))
+            save_model.save(os.path.join(self.run_dir, BEST_CHECKPOINT))
         return best
 
     # --- State ---
@@ -204,6 +237,21 @@ class Trainer:
         metrics.write_json(state, os.path.join(self.run_dir, "state.json"))
 
 
+class SaveModelCheckpoint(keras.callbacks.ModelCheckpoint):
+    """`ModelCheckpoint` that saves `model_to_save` while `fit` trains a part of it.
+
+    With a cached frozen prefix `fit` trains only the model's top; the checkpoint must still
+    be the whole model (it is what `evaluate`, `export` and `predict` load).
+    """
+
+    def __init__(self, model_to_save, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._model_to_save = model_to_save
+
+    def set_model(self, model):
+        super().set_model(self._model_to_save)
+
+
 class LogLearningRate(keras.callbacks.Callback):
     """Adds the learning rate each epoch started with to that epoch's logs."""
 
@@ -213,6 +261,17 @@ class LogLearningRate(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs["learning_rate"] = self._rate
+
+
+class LogEpochTime(keras.callbacks.Callback):
+    """Adds the epoch's wall time in seconds (training and validation) to its logs."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.time()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["epoch_seconds"] = round(time.time() - self._start, 1)
 
 
 def load_run(run_dir, project_name, config_class, *, flag="--run-dir"):
@@ -284,7 +343,10 @@ def _make_optimizer(name, learning_rate, weight_decay):
     if name == "adam":
         return keras.optimizers.Adam(learning_rate)
     if name == "adamw":
-        return keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay or 0.004)
+        optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay or 0.004)
+        # As in BERT: no decay on biases and normalization scales/offsets.
+        optimizer.exclude_from_weight_decay(var_names=["^bias$", "^gamma$", "^beta$"])
+        return optimizer
     if name == "sgd":
         return keras.optimizers.SGD(learning_rate, momentum=0.9, weight_decay=weight_decay or None)
     return keras.optimizers.RMSprop(learning_rate)
