@@ -107,7 +107,7 @@ def verify(path, model, preprocess, examples, tolerance):
     if not examples:
         raise ValueError("Export verification needs at least one example input. Received: examples=[]")
     inputs = tf.constant(list(examples))
-    served = tf.saved_model.load(path).signatures[SIGNATURE](inputs)
+    served = load_saved_model(path).signatures[SIGNATURE](inputs)
     expected = np.asarray(model(preprocess(inputs), training=False), dtype=np.float32)
     got = served["probabilities"].numpy()
     diff = float(np.max(np.abs(got - expected)))
@@ -117,6 +117,21 @@ def verify(path, model, preprocess, examples, tolerance):
             f"> {tolerance:g} (shapes {got.shape} vs {expected.shape})."
         )
     return diff
+
+
+def load_saved_model(path):
+    """`tf.saved_model.load`, with the tensorflow-text ops registered first.
+
+    SavedModels that tokenize in the graph (bert_classifier's WordPiece) use custom ops from
+    tensorflow-text; TensorFlow only knows them once `tensorflow_text` is imported.
+    """
+    import tensorflow as tf
+
+    try:
+        import tensorflow_text  # noqa: F401  (registers the ops)
+    except ImportError:
+        pass
+    return tf.saved_model.load(path)
 
 
 def find_saved_model(path):
@@ -136,6 +151,6 @@ def serve_saved_model(path, inputs):
     """Runs `serving_default` of the SavedModel at `path` on raw inputs; returns numpy dict."""
     import tensorflow as tf
 
-    loaded = tf.saved_model.load(path)
+    loaded = load_saved_model(path)
     outputs = loaded.signatures[SIGNATURE](tf.constant(list(inputs)))
     return {k: v.numpy() for k, v in outputs.items()}
