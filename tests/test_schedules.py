@@ -183,3 +183,10 @@ def test_model_with_warmup_schedule_saves_and_reloads(tmp_path, kwargs):
     assert reloaded.warmup_steps == 4
     for step in (0, 2, 4, 9, 14, 24, 60):
         assert lr_at(reloaded, step) == pytest.approx(lr_at(schedule, step), rel=1e-6)
+
+
+def test_the_config_offers_exactly_the_schedules_that_exist():
+    from tf_finetune.config import LR_SCHEDULES
+    from tf_finetune.schedules import SCHEDULE_NAMES
+
+    assert LR_SCHEDULES == SCHEDULE_NAMES

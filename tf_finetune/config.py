@@ -21,6 +21,10 @@ import typing
 from tf_finetune.errors import UserError
 
 
+# The names `tf_finetune.schedules.build_schedule` takes (kept here: configs load without TF).
+LR_SCHEDULES = ("constant", "linear", "exponential", "cosine", "cosine_restarts")
+
+
 def option(default, help, choices=None):
     """A config field with its `--help` text (and allowed values)."""
     return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
@@ -66,7 +70,7 @@ class TrainConfig:
     lr_schedule: str = option(
         "cosine",
         "Learning-rate schedule of each phase (linear: decay to 0, as for BERT).",
-        ("constant", "linear", "exponential", "cosine", "cosine_restarts"),
+        LR_SCHEDULES,
     )
     warmup_epochs: float = option(0.0, "Linear warmup at the start of each phase, in epochs.")
     decay_rate: float = option(0.9, "exponential: multiply the LR by this every decay_epochs.")

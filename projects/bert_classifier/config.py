@@ -4,6 +4,7 @@ what is frozen, and BERT's optimizer recipe (AdamW, linear warmup then linear de
 import dataclasses
 import typing
 
+from tf_finetune.config import LR_SCHEDULES
 from tf_finetune.config import option
 from tf_finetune.errors import UserError
 from tf_finetune.text_data import TextDataConfig
@@ -39,7 +40,7 @@ class BertConfig(TextDataConfig):
     weight_decay: float = option(0.01, "AdamW weight decay (not on biases and LayerNorm).")
     lr_schedule: str = option(
         "linear", "Learning-rate schedule (linear: decay to 0, as for BERT).",
-        ("constant", "linear", "exponential", "cosine", "cosine_restarts"),
+        LR_SCHEDULES,
     )
     warmup_epochs: float = option(0.1, "Linear warmup from 0, in epochs.")
     fine_tune_epochs: int = option(
