@@ -56,6 +56,21 @@ def test_the_rewired_encoder_computes_what_keras_hubs_backbone_does(model):
     np.testing.assert_allclose(pooled.predict_on_batch(tf.constant(TEXTS)), expected, atol=2e-5)
 
 
+def test_mean_pooling_averages_keras_hubs_sequence_output_over_real_tokens():
+    import keras_hub
+
+    backbone = keras_hub.models.BertBackbone.from_preset(MINILM)
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor.from_preset(MINILM, sequence_length=32)
+    inputs = preprocessor(tf.constant(TEXTS))
+    sequence = backbone.predict_on_batch(inputs)["sequence_output"]
+    mask = np.asarray(inputs["padding_mask"], np.float32)[..., None]
+    expected = (sequence * mask).sum(axis=1) / mask.sum(axis=1)
+    model = build(freeze_layers=2, pooling="mean")
+    pooled = keras.Model(model.input, model.get_layer("classifier_dropout").input)
+    np.testing.assert_allclose(pooled.predict_on_batch(tf.constant(TEXTS)), expected, atol=2e-5)
+    assert "pooled_dense" not in {layer.name for layer in model.layers}
+
+
 def test_a_text_gets_the_same_probabilities_alone_or_beside_a_long_one(model):
     together = model.predict_on_batch(tf.constant(TEXTS))
     for i, text in enumerate(TEXTS):

@@ -31,6 +31,13 @@ class BertConfig(TextDataConfig):
         "Also keep the first N transformer layers frozen (-1: all of them, so only BERT's "
         "pooler and the classifier learn). Needs --freeze-embeddings.",
     )
+    pooling: str = option(
+        "cls",
+        "How the classifier sees a text: cls (BERT's tanh pooler on [CLS], the last layer run "
+        "at [CLS] only) or mean (the average of the last layer over the text's tokens, as "
+        "sentence-transformers checkpoints such as all-MiniLM-L6-v2 were trained).",
+        ("cls", "mean"),
+    )
     dropout: float = option(0.1, "Dropout before the classifier.")
 
     epochs: int = option(2, "Training epochs.")

@@ -11,6 +11,9 @@ text (B,) string
   -> dropout -> classifier             softmax over the classes
 ```
 
+With `--pooling mean` the last layer runs at every position and its masked average over the
+text's tokens ([CLS] and [SEP] included, as sentence-transformers does) replaces the pooler.
+
 The layers are the preset's own (`keras_hub.models.BertBackbone`), rewired so that the frozen
 bottom is one `tf_finetune.prefix_cache.FrozenPrefix` layer: the trainer computes it once and
 trains the layers above on its cached outputs. With nothing frozen
@@ -61,15 +64,19 @@ def build_model(config, data, cls_only=True):
     # === Functional model ===
     texts = keras.Input(shape=(), dtype="string", name="text")
     hidden, padding_mask = bottom(tokenize(texts))  # (B, T, D), (B, T)
-    last_at_cls = cls_only and frozen < num_layers  # [CLS] is all the pooler reads
+    # [CLS] is all the pooler reads.
+    last_at_cls = cls_only and config.pooling == "cls" and frozen < num_layers
     for i in range(frozen, num_layers - last_at_cls):
         hidden = backbone.get_layer(f"transformer_layer_{i}")(hidden, padding_mask=padding_mask)
-    if last_at_cls:
-        last = backbone.get_layer(f"transformer_layer_{num_layers - 1}")
-        cls = ClsTransformerEncoder(last, name=f"{last.name}_cls")(hidden, padding_mask=padding_mask)
+    if config.pooling == "mean":
+        pooled = keras.layers.GlobalAveragePooling1D(name="mean_pool")(hidden, mask=padding_mask)
     else:
-        cls = hidden[:, backbone.cls_token_index, :]  # (B, D)
-    pooled = backbone.get_layer("pooled_dense")(cls)  # (B, D)
+        if last_at_cls:
+            last = backbone.get_layer(f"transformer_layer_{num_layers - 1}")
+            cls = ClsTransformerEncoder(last, name=f"{last.name}_cls")(hidden, padding_mask=padding_mask)
+        else:
+            cls = hidden[:, backbone.cls_token_index, :]  # (B, D)
+        pooled = backbone.get_layer("pooled_dense")(cls)  # (B, D)
     outputs = classifier(dropout(pooled))
     return keras.Model(texts, outputs, name="bert_classifier")
 
