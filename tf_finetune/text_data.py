@@ -3,8 +3,9 @@
 A text project's config extends `TextDataConfig` (the dataset and its columns, class names,
 and EDA text augmentation), and its data function calls `load_tables`, which resolves the
 data as everywhere in tf-finetune (`--data-dir`, else `$TF_FINETUNE_DATA/<dataset>`, else
-TFDS online) and returns train/validation `TextTable`s. How the texts become batches (and
-tokens) is the project's own business.
+TFDS online) and returns train/validation `TextTable`s; `make_data` turns those into batches
+of raw strings grouped by length. Tokens are the model's business: its first layer reads
+raw strings, so `preprocess` is the identity.
 """
 
 import dataclasses
@@ -18,6 +19,8 @@ from tf_finetune.config import TrainConfig
 from tf_finetune.config import flag_name
 from tf_finetune.config import option
 from tf_finetune.errors import UserError
+from tf_finetune.project import Data
+from tf_finetune.project import pick_examples
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +34,7 @@ TFDS_SOURCES = {
 DATASET_CLASS_NAMES = {"sst2": ("negative", "positive")}
 # TFDS imdb_reviews calls its classes neg/pos.
 TFDS_CLASS_NAMES = {"neg": "negative", "pos": "positive"}
+NUM_EXAMPLES = 8  # validation texts recorded for predict/export checks
 LAYOUT = "train.tsv/train.csv (and dev.tsv), or one CSV/TSV file of texts and labels"
 
 
@@ -92,6 +96,37 @@ def load_tables(config, data_dir=None):
         )
     info = {"train_examples": len(train), "validation_examples": len(val), **info}
     return train, val, source, info
+
+
+def make_data(config, train, val, source, info, *, adapt=False, **batching):
+    """`Data` of raw-text batches grouped by length, from train/validation `TextTable`s.
+
+    `batching` goes to `text_dataset.make_text_dataset` (e.g. `boundaries`, `bucket`) with
+    the config's batch size and `max_length`; training batches are augmented as configured.
+    `adapt=True` also hands the training texts to layers that learn from them (a vocabulary).
+    """
+    import tensorflow as tf
+
+    from tf_finetune import text_dataset
+
+    batching = dict(batch_size=config.batch_size, max_length=config.max_length, **batching)
+    return Data(
+        train=text_dataset.make_text_dataset(
+            train.texts, train.labels, shuffle=True, seed=config.seed,
+            augmentation=make_augmentation(config), **batching,
+        ),
+        val=text_dataset.make_text_dataset(val.texts, val.labels, **batching),
+        class_names=train.class_names,
+        source=source,
+        examples=pick_examples(val.texts, val.labels, NUM_EXAMPLES),
+        info=info,
+        adapt=tf.data.Dataset.from_tensor_slices(list(train.texts)) if adapt else None,
+    )
+
+
+def preprocess(config):
+    """In-graph pre-processing of a text model: none, its first layer reads raw strings."""
+    return lambda texts: texts
 
 
 def make_augmentation(config):

@@ -14,7 +14,7 @@ PROJECT = Project(
     config_class=SentimentConfig,
     load_data=data.load_data,
     build_model=build_model,
-    preprocess=data.preprocess,
+    preprocess=text_data.preprocess,
     read_inputs=text_data.read_inputs,
     synthetic_inputs=text_data.synthetic_inputs,
 )
