@@ -38,6 +38,9 @@ def test_train_writes_a_complete_run_dir(smoke_run):
     assert len(report["per_class"]) == 7
     # Pretrained features separate these leaves even after a seconds-long run (chance: 1/7).
     assert report["accuracy"] >= 0.6, report["accuracy"]
+    # Image runs also show the augmentation and the mistakes.
+    assert os.path.isfile(os.path.join(run_dir, "augmentation.png"))
+    assert os.path.isfile(os.path.join(run_dir, "misclassified.png")) == (report["accuracy"] < 1.0)
 
 
 def test_savedmodel_serves_raw_jpeg_bytes_like_keras(smoke_run):

@@ -105,7 +105,7 @@ def build_parser(project):
 # --- train ---
 
 def train(project, args):
-    from tf_finetune import evaluation, export, metrics, trainer as trainer_lib
+    from tf_finetune import export, metrics, trainer as trainer_lib
 
     config = config_lib.build_config(
         project.config_class,
@@ -121,7 +121,8 @@ def train(project, args):
 
     # Everything that can reject the input runs before anything is written.
     data = project.load_data(config, args.data_dir)
-    logger.info("Data: %s, %d classes; %s", data.source, len(data.class_names), data.info)
+    classes = f", {len(data.class_names)} classes" if data.class_names else ""
+    logger.info("Data: %s%s; %s", data.source, classes, data.info)
     trainer = trainer_lib.Trainer(config, run_dir)
     model = trainer.build_model(lambda: project.build_model(config, data))
 
@@ -137,18 +138,19 @@ def train(project, args):
         "command": " ".join(sys.argv),
     }, os.path.join(run_dir, "run.json"))
     logger.info("Run directory: %s (%s)", run_dir, describe_strategy(trainer.strategy))
+    project.task.write_previews(data, run_dir)
     start = time.time()
-    best = trainer.fit(model, data.train, data.val)
+    best = trainer.fit(model, data.train, data.val, **project.task.compile_args(config))
     seconds = time.time() - start
 
-    report = evaluation.write_report(
-        best, data.val, data.class_names, run_dir,
+    report = project.task.write_report(
+        best, data, run_dir,
         history=trainer_lib.read_history(run_dir),
         phase_boundaries=trainer_lib.phase_boundaries(config),
         extra={"train_seconds": round(seconds, 1), "data": data.info},
     )
     print(f"\nValidation metrics ({report['num_examples']} examples, trained in {seconds:.0f} s):")
-    print(metrics.format_report(report))
+    print(project.task.format_report(report))
     print(f"Run directory: {run_dir}")
     if args.export_dir:
         path = _export(project, run_dir, best, config, args.export_dir)
@@ -186,8 +188,6 @@ def load_run(project, run_dir):
 
 
 def evaluate(project, args):
-    from tf_finetune import evaluation, metrics
-
     config, record, model = load_run(project, args.run_dir)
     data = project.load_data(config, args.data_dir or record["data_dir"])
     if list(data.class_names) != record["class_names"]:
@@ -196,9 +196,9 @@ def evaluate(project, args):
             f"{record['class_names']}: evaluate on data with the same classes."
         )
     out_dir = os.path.join(os.path.abspath(args.run_dir), "evaluation")
-    report = evaluation.write_report(model, data.val, data.class_names, out_dir, extra={"data_dir": data.source})
+    report = project.task.write_report(model, data, out_dir, extra={"data_dir": data.source})
     print(f"Validation metrics on {data.source} ({report['num_examples']} examples):")
-    print(metrics.format_report(report))
+    print(project.task.format_report(report))
     print(f"Written: {os.path.join(out_dir, 'metrics.json')}")
 
 
@@ -209,8 +209,6 @@ def export(project, args):
 
 
 def _export(project, run_dir, model, config, export_dir, record=None):
-    from tf_finetune import export as export_lib
-
     if record is None:
         with open(os.path.join(run_dir, "run.json"), encoding="utf-8") as f:
             record = json.load(f)
@@ -221,30 +219,23 @@ def _export(project, run_dir, model, config, export_dir, record=None):
     if not examples:
         logger.info("The run's example inputs are gone; verifying the export on synthetic inputs.")
         examples = project.synthetic_inputs(config)
-    return export_lib.export_classifier(
-        model,
-        preprocess=project.preprocess(config),
-        class_names=record["class_names"],
-        export_dir=export_dir,
-        examples=examples,
-    )
+    return project.task.export(model, preprocess=project.preprocess(config), record=record,
+                               export_dir=export_dir, examples=examples)
 
 
 def predict(project, args):
-    import numpy as np
+    import tensorflow as tf
 
     from tf_finetune import export as export_lib
 
     raw = project.read_inputs(args.inputs)
     saved_model = export_lib.find_saved_model(args.model)
     if saved_model:
-        out = export_lib.serve_saved_model(saved_model, raw)
-        probabilities = out["probabilities"]
-        class_names = _read_labels(saved_model)
+        outputs = export_lib.serve_saved_model(saved_model, raw)
     elif os.path.isfile(os.path.join(args.model, "run.json")):
         config, record, model = load_run(project, args.model)
-        probabilities = np.asarray(model(project.preprocess(config)(_to_tensor(raw)), training=False))
-        class_names = record["class_names"]
+        serve = project.task.serving_fn(model, project.preprocess(config), record)
+        outputs = {k: v.numpy() for k, v in serve(tf.constant(list(raw))).items()}
     else:
         raise UserError(
             f"--model {os.path.abspath(args.model)} is not a SavedModel, a folder of numbered "
@@ -252,28 +243,8 @@ def predict(project, args):
         )
     # An input may stand for several (e.g. @FILE of texts); then name each by its value.
     names = list(args.inputs) if len(raw) == len(args.inputs) else [str(r) for r in raw]
-    for name, probs in zip(names, probabilities):
-        k = int(np.argmax(probs))
-        label = class_names[k] if class_names else str(k)
-        if args.json:
-            print(json.dumps({"input": name, "label": label, "probability": round(float(probs[k]), 6),
-                              "probabilities": [round(float(p), 6) for p in probs]}))
-        else:
-            print(f"{label}\t{probs[k]:.4f}\t{name}")
-
-
-def _read_labels(saved_model):
-    path = os.path.join(saved_model, "assets", "labels.txt")
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        return [line.rstrip("\n") for line in f if line.strip()]
-
-
-def _to_tensor(raw):
-    import tensorflow as tf
-
-    return tf.constant(list(raw))
+    for line in project.task.format_predictions(names, outputs, as_json=args.json):
+        print(line)
 
 
 COMMANDS = {"train": train, "evaluate": evaluate, "export": export, "predict": predict}

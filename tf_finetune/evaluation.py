@@ -2,7 +2,9 @@
 
 Writes `metrics.json` (accuracy, per-class and macro precision/recall/F1, confusion matrix),
 `confusion_matrix.png` and `training_curves.png` into the run (or evaluation) directory and
-returns the report dict.
+returns the report dict. For image data it also draws `misclassified.png` (the validation
+images the model got wrong, with the true and predicted class), and
+`write_augmentation_preview` draws `augmentation.png` (images beside augmented versions).
 """
 
 import logging
@@ -15,25 +17,35 @@ from tf_finetune import plots
 
 logger = logging.getLogger(__name__)
 
+MAX_MISCLASSIFIED = 16
 
-def predict_dataset(model, dataset):
-    """(y_true, probabilities) over a dataset of (inputs, labels) batches.
+
+def predict_dataset(model, dataset, keep_wrong=0):
+    """(y_true, probabilities, wrong) over a dataset of (inputs, labels) batches.
+
+    `wrong` is a list of up to `keep_wrong` `(input, true label, probabilities)` of
+    misclassified examples, kept only for image inputs (rank-4 arrays).
 
     Uses the model's compiled predict step (`predict_on_batch`): an eager call would run a
     recurrent layer's time loop op by op.
     """
-    y_true, y_prob = [], []
+    y_true, y_prob, wrong = [], [], []
     for inputs, labels in dataset:
-        y_prob.append(np.asarray(model.predict_on_batch(inputs), dtype=np.float32))
+        probs = np.asarray(model.predict_on_batch(inputs), dtype=np.float32)
         labels = np.asarray(labels)
-        y_true.append(labels.argmax(-1) if labels.ndim > 1 else labels)
-    return np.concatenate(y_true), np.concatenate(y_prob)
+        labels = labels.argmax(-1) if labels.ndim > 1 else labels
+        y_prob.append(probs)
+        y_true.append(labels)
+        if len(wrong) < keep_wrong and getattr(inputs, "ndim", 0) == 4:
+            for i in np.flatnonzero(probs.argmax(-1) != labels)[: keep_wrong - len(wrong)]:
+                wrong.append((np.asarray(inputs[i]), int(labels[i]), probs[i]))
+    return np.concatenate(y_true), np.concatenate(y_prob), wrong
 
 
 def write_report(model, dataset, class_names, out_dir, *, history=None, phase_boundaries=(), extra=None):
     """Evaluates `model` on `dataset` and writes metrics.json and plots to `out_dir`."""
     os.makedirs(out_dir, exist_ok=True)
-    y_true, y_prob = predict_dataset(model, dataset)
+    y_true, y_prob, wrong = predict_dataset(model, dataset, keep_wrong=MAX_MISCLASSIFIED)
     report = metrics.classification_report(y_true, y_prob, list(class_names))
     if extra:
         report.update(extra)
@@ -42,8 +54,25 @@ def write_report(model, dataset, class_names, out_dir, *, history=None, phase_bo
         np.asarray(report["confusion_matrix"]), list(class_names),
         os.path.join(out_dir, "confusion_matrix.png"),
     )
+    if wrong:
+        plots.plot_image_grid(
+            np.stack([image for image, _, _ in wrong]), os.path.join(out_dir, "misclassified.png"),
+            titles=[f"true: {class_names[t]}\npred: {class_names[int(p.argmax())]} ({p.max():.2f})"
+                    for _, t, p in wrong],
+            title=f"Misclassified validation images (first {len(wrong)})",
+        )
     if history:
         plots.plot_training_curves(
             history, os.path.join(out_dir, "training_curves.png"), phase_boundaries=phase_boundaries
         )
     return report
+
+
+def write_augmentation_preview(augmentation, dataset, path, *, images=4, versions=7):
+    """Draws `images` inputs of `dataset`'s first batch, each followed by `versions`
+    augmented copies (`augmentation(..., training=True)`), one row per input."""
+    inputs = np.asarray(next(iter(dataset))[0])[:images]
+    rows = [np.concatenate([x[None], np.asarray(augmentation(np.repeat(x[None], versions, 0), training=True))])
+            for x in inputs]
+    return plots.plot_image_grid(np.concatenate(rows), path, ncols=versions + 1,
+                                 title="Augmentation: each row is an image, then augmented copies")

@@ -13,7 +13,8 @@ as a `preprocess(strings) -> model inputs` function. The class names are also wr
 The export is written to a temporary folder beside the target, reloaded with plain
 `tf.saved_model.load`, and its outputs are compared with the Keras model's on real inputs
 (max abs difference <= `tolerance`). Only then is it renamed to its version number, so a
-failed export never leaves a half-written version behind.
+failed export never leaves a half-written version behind. `export_serving` is that path for
+any other serving function (e.g. translation's, which returns strings).
 """
 
 import logging
@@ -62,12 +63,17 @@ def export_classifier(model, *, preprocess, class_names, export_dir, examples, t
         examples: a list of raw inputs (bytes or str) used to verify the export.
         tolerance: the largest allowed abs difference between Keras and SavedModel outputs.
     """
-    import keras
+    return export_serving(
+        model, classifier_serving(model, preprocess, class_names), export_dir=export_dir,
+        verify=lambda path: verify(path, model, preprocess, examples, tolerance),
+        assets={"labels.txt": "".join(f"{name}\n" for name in class_names)},
+    )
+
+
+def classifier_serving(model, preprocess, class_names):
+    """The serving function of a classifier: 1-D `tf.string` -> `probabilities`, `labels`."""
     import tensorflow as tf
 
-    export_dir = check_export_dir(export_dir)
-    os.makedirs(export_dir, exist_ok=True)
-    version = next_version(export_dir)
     names = tf.constant(list(class_names))
 
     def serve(inputs):
@@ -75,6 +81,30 @@ def export_classifier(model, *, preprocess, class_names, export_dir, examples, t
         labels = tf.gather(names, tf.argmax(probabilities, axis=-1))
         return {"probabilities": probabilities, "labels": labels}
 
+    return serve
+
+
+def export_serving(model, serve, *, export_dir, verify, assets=None):
+    """Exports `serve` as the `serving_default` of a new numbered SavedModel version.
+
+    The shared path of every export: write to a temporary folder beside the versions, add
+    the text `assets` ({file name: text}), run `verify(temp_path)` (which raises when the
+    reloaded SavedModel disagrees with Keras, and returns the max difference it measured),
+    and only then rename the folder to its version number.
+
+    Args:
+        model: the Keras model `serve` calls (its variables are saved).
+        serve: a function from a 1-D `tf.string` tensor to a dict of output tensors.
+        export_dir: the folder holding numbered versions (created if needed).
+        verify: `(path) -> float`, called on the written, not yet renamed, SavedModel.
+        assets: text files to write under `assets/`.
+    """
+    import keras
+    import tensorflow as tf
+
+    export_dir = check_export_dir(export_dir)
+    os.makedirs(export_dir, exist_ok=True)
+    version = next_version(export_dir)
     tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=export_dir)
     try:
         archive = keras.export.ExportArchive()
@@ -85,18 +115,17 @@ def export_classifier(model, *, preprocess, class_names, export_dir, examples, t
         # ExportArchive wants to create the folder itself.
         os.rmdir(tmp)
         archive.write_out(tmp, verbose=False)
-        assets = os.path.join(tmp, "assets")
-        os.makedirs(assets, exist_ok=True)
-        with open(os.path.join(assets, "labels.txt"), "w", encoding="utf-8") as f:
-            f.write("".join(f"{name}\n" for name in class_names))
-        diff = verify(tmp, model, preprocess, examples, tolerance)
+        os.makedirs(os.path.join(tmp, "assets"), exist_ok=True)
+        for name, text in (assets or {}).items():
+            with open(os.path.join(tmp, "assets", name), "w", encoding="utf-8") as f:
+                f.write(text)
+        diff = verify(tmp)
         final = os.path.join(export_dir, str(version))
         os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    logger.info("Exported version %d to %s (max |SavedModel - Keras| = %.2e on %d inputs).",
-                version, final, diff, len(examples))
+    logger.info("Exported version %d to %s (max |SavedModel - Keras| = %.2e).", version, final, diff)
     return final
 
 

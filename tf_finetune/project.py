@@ -8,6 +8,8 @@ export code.
 import dataclasses
 import typing
 
+from tf_finetune.classification import ClassificationTask
+
 
 @dataclasses.dataclass
 class Data:
@@ -20,6 +22,8 @@ class Data:
         examples: a few raw validation inputs as the CLI's `predict` takes them (image paths,
             or text), used to verify exports against the Keras model.
         info: counts and anything else worth recording in `run.json`.
+        augmentation: the training augmentation (a layer taking a batch of inputs), for the
+            run report's preview; None when there is none.
         adapt: raw training inputs (a `tf.data.Dataset`, unaugmented, unbatched) for layers
             that learn from the data before training, e.g. `TextVectorization.adapt`; None
             when the model needs none.
@@ -32,6 +36,7 @@ class Data:
     examples: list
     info: dict = dataclasses.field(default_factory=dict)
     adapt: typing.Any = None
+    augmentation: typing.Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +56,9 @@ class Project:
             paths -> encoded bytes).
         synthetic_inputs: `(config) -> list of raw values` used to verify an export when the
             recorded examples are no longer on disk.
+        task: what the model outputs, and so how the CLI compiles, reports, exports and
+            prints predictions; `ClassificationTask()` by default (see
+            `tf_finetune.classification` for the methods a task has).
     """
 
     name: str
@@ -61,6 +69,7 @@ class Project:
     preprocess: typing.Callable
     read_inputs: typing.Callable
     synthetic_inputs: typing.Callable
+    task: typing.Any = dataclasses.field(default_factory=ClassificationTask)
 
 
 def pick_examples(inputs, labels, n):

@@ -76,7 +76,8 @@ class Trainer:
         with self.strategy.scope(), _dtype_policy(self.config.mixed_precision):
             return model_fn()
 
-    def compile(self, model, *, learning_rate, epochs, steps_per_epoch, loss=None, metrics=None):
+    def compile(self, model, *, learning_rate, epochs, steps_per_epoch, loss=None, metrics=None,
+                weighted_metrics=None):
         """Compiles `model` with a fresh optimizer whose schedule spans `epochs`."""
         import keras
 
@@ -104,16 +105,19 @@ class Trainer:
                 optimizer=optimizer,
                 loss=loss,
                 metrics=metrics if metrics is not None else ["accuracy"],
+                weighted_metrics=weighted_metrics,
                 jit_compile=c.jit_compile,
             )
 
     # --- Fit ---
 
-    def fit(self, model, train_ds, val_ds, *, loss=None, metrics=None):
+    def fit(self, model, train_ds, val_ds, *, loss=None, metrics=None, weighted_metrics=None):
         """Runs phase 1 (and phase 2 when configured); returns the best model.
 
         Re-running with the same run directory resumes: finished phases are skipped and
-        an interrupted one continues from its last epoch (BackupAndRestore).
+        an interrupted one continues from its last epoch (BackupAndRestore). `loss`,
+        `metrics` and `weighted_metrics` (which count the datasets' sample weights) replace
+        the classification defaults: sparse cross-entropy and accuracy.
         """
         import keras
 
@@ -133,6 +137,7 @@ class Trainer:
             self.compile(
                 fit_model, learning_rate=c.learning_rate, epochs=c.epochs,
                 steps_per_epoch=_cardinality(fit_train), loss=loss, metrics=metrics,
+                weighted_metrics=weighted_metrics,
             )
             logger.info("Phase 1: %s", freezing.format_trainable_summary(model))
             best = self._fit_phase(fit_model, fit_train, fit_val, phase=1, initial_epoch=0,
@@ -154,6 +159,7 @@ class Trainer:
             self.compile(
                 model, learning_rate=c.fine_tune_learning_rate, epochs=c.fine_tune_epochs,
                 steps_per_epoch=_cardinality(train_ds), loss=loss, metrics=metrics,
+                weighted_metrics=weighted_metrics,
             )
             best = self._fit_phase(model, train_ds, val_ds, phase=2, initial_epoch=c.epochs,
                                    epochs=c.epochs + c.fine_tune_epochs, best=best)

@@ -24,9 +24,10 @@ def load_data(config, data_dir=None):
     folder = image_folder.scan(source, max_per_class=config.max_examples_per_class, seed=config.seed)
     train, val = image_folder.split(folder, config.validation_split, config.seed)
     size = (config.resolved_image_size(),) * 2
+    augmentation = make_augmentation(config)
     train_ds = image_folder.make_dataset(
         train.files, train.labels, image_size=size, batch_size=config.batch_size,
-        shuffle=True, seed=config.seed, augmentation=make_augmentation(config),
+        shuffle=True, seed=config.seed, augmentation=augmentation,
     )
     val_ds = image_folder.make_dataset(val.files, val.labels, image_size=size, batch_size=config.batch_size)
     info = {
@@ -35,7 +36,8 @@ def load_data(config, data_dir=None):
         "class_counts": dict(zip(folder.class_names, folder.class_counts())),
         "skipped": folder.skipped,
     }
-    return Data(train_ds, val_ds, folder.class_names, source, pick_examples(val.files, val.labels, NUM_EXAMPLES), info)
+    return Data(train_ds, val_ds, folder.class_names, source, pick_examples(val.files, val.labels, NUM_EXAMPLES),
+                info, augmentation=augmentation)
 
 
 def make_augmentation(config):
@@ -68,7 +70,7 @@ def _load_tfds(config, name):
 
     class_names = tuple(info.features["label"].names)
     return Data(pipeline(train, True), pipeline(val, False), class_names, f"tfds:{name}", [],
-                {"tfds": name})
+                {"tfds": name}, augmentation=augmentation)
 
 
 def read_inputs(paths):
