@@ -56,7 +56,7 @@ def main(doc, project, rows, table):
     """
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--rows", nargs="+", default=list(rows), choices=list(rows))
-    parser.add_argument("--out", default=DEFAULT_OUT)
+    parser.add_argument("--out", default=DEFAULT_OUT, help="Runs go to OUT/<project>/<row>.")
     parser.add_argument("--data", default=DEFAULT_DATA)
     parser.add_argument("--seeds", nargs="+", type=int, metavar="SEED",
                         help="Run each row once per seed (run names get a _seed<N> suffix).")
@@ -65,6 +65,7 @@ def main(doc, project, rows, table):
     if args.table_only:
         run_dirs = args.table_only
     else:
+        args.out = os.path.join(args.out, project)  # row names repeat across projects (sst2)
         fill = {"data": os.path.abspath(args.data), **{name: os.path.join(args.out, name) for name in rows}}
         run_dirs = []
         for name in args.rows:
