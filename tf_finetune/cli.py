@@ -95,10 +95,10 @@ def build_parser(project):
     export.add_argument("--export-dir", default=os.path.join("saved_models", project.name),
                         help="Folder of numbered versions (default: %(default)s).")
 
-    predict = commands.add_parser("predict", help="Classify inputs with a run or an exported SavedModel.")
+    predict = commands.add_parser("predict", help="Predict (classify, translate) with a run or an exported SavedModel.")
     predict.add_argument("--model", required=True, help="A run directory, a SavedModel, or a folder of SavedModel versions (latest used).")
     predict.add_argument("--json", action="store_true", help="Print one JSON object per input.")
-    predict.add_argument("inputs", nargs="+", metavar="INPUT", help="Inputs to classify (image files, or text).")
+    predict.add_argument("inputs", nargs="+", metavar="INPUT", help="Inputs: image files, or texts (@FILE: one text per line).")
     return parser
 
 

@@ -191,7 +191,7 @@ def read_inputs(inputs):
         else:
             texts.append(item)
     if not texts:
-        raise UserError("INPUT: no texts to classify: pass texts, or @FILE with one text per line.")
+        raise UserError("INPUT: no texts given: pass texts, or @FILE with one text per line.")
     return texts
 
 
