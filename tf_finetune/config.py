@@ -67,6 +67,12 @@ class TrainConfig:
     optimizer: str = option("adam", "Optimizer.", ("adam", "adamw", "sgd", "rmsprop"))
     learning_rate: float = option(1e-3, "Peak learning rate of phase 1.")
     weight_decay: float = option(0.0, "Decoupled weight decay (adamw, sgd).")
+    layer_decay: float = option(
+        1.0,
+        "Layer-wise learning-rate decay: the model's top trainable layer learns at the "
+        "schedule's rate, each one below at decay times the one above (a nested model such "
+        "as a backbone counts as one layer). 1 = one rate for all.",
+    )
     lr_schedule: str = option(
         "cosine",
         "Learning-rate schedule of each phase (linear: decay to 0, as for BERT).",
@@ -112,6 +118,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value <= 0 and not (name == "epochs" and self.fine_tune_epochs > 0):
                 raise UserError(f"--{flag_name(name)} must be positive. Received: {name}={value}")
+        if not 0.0 < self.layer_decay <= 1.0:
+            raise UserError(f"--layer-decay must be in (0, 1]. Received: layer_decay={self.layer_decay}")
         if self.fine_tune_epochs < 0 or self.max_examples_per_class < 0:
             raise UserError(
                 "--fine-tune-epochs and --max-examples-per-class must be >= 0. Received: "

@@ -43,6 +43,7 @@ from tf_finetune import distributed
 from tf_finetune import files
 from tf_finetune import freezing
 from tf_finetune import metrics
+from tf_finetune import optimizers
 from tf_finetune import prefix_cache
 from tf_finetune import schedules
 from tf_finetune.errors import UserError
@@ -107,8 +108,13 @@ class Trainer:
         lr = schedules.build_schedule(
             c.lr_schedule, learning_rate, total_steps, warmup_steps=warmup, **kwargs
         )
+        rate_scales = None
+        if c.layer_decay != 1.0:
+            rate_scales = optimizers.layer_decay_scales(model, c.layer_decay)
+            logger.info("Layer-wise learning-rate decay %g (multipliers of the schedule's rate):\n  %s",
+                        c.layer_decay, "\n  ".join(optimizers.format_scales(rate_scales)))
         with self.strategy.scope():
-            optimizer = _make_optimizer(c.optimizer, lr, c.weight_decay)
+            optimizer = optimizers.make_optimizer(c.optimizer, lr, c.weight_decay, rate_scales=rate_scales)
             if loss is None:
                 if c.label_smoothing > 0:
                     loss = keras.losses.CategoricalCrossentropy(label_smoothing=c.label_smoothing)
@@ -414,21 +420,6 @@ def _find_backbone(model):
             "--fine-tune-epochs needs a model with a pretrained layer named 'backbone'; this "
             "model has none. Set --fine-tune-epochs 0."
         ) from None
-
-
-def _make_optimizer(name, learning_rate, weight_decay):
-    import keras
-
-    if name == "adam":
-        return keras.optimizers.Adam(learning_rate)
-    if name == "adamw":
-        optimizer = keras.optimizers.AdamW(learning_rate, weight_decay=weight_decay or 0.004)
-        # As in BERT: no decay on biases and normalization scales/offsets.
-        optimizer.exclude_from_weight_decay(var_names=["^bias$", "^gamma$", "^beta$"])
-        return optimizer
-    if name == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=0.9, weight_decay=weight_decay or None)
-    return keras.optimizers.RMSprop(learning_rate)
 
 
 def _cardinality(ds):

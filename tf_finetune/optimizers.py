@@ -1,0 +1,125 @@
+"""Optimizers by name, and layer-wise learning-rate decay (which Keras optimizers lack).
+
+Layer-wise decay (ELECTRA, BEiT; "discriminative fine-tuning" in ULMFiT) trains the top of a
+pretrained network at the peak rate and each layer below it at a smaller one, so that the
+general features near the input move least:
+
+```
+rate(layer) = schedule(step) * decay ** (number of trainable layers above it)
+```
+
+Layers are the model's top-level layers that own trainable variables, in the functional
+model's order; a nested model (such as a CNN backbone) counts as one layer. For the
+bert_classifier model that is, from the top: classifier (x1), BERT's pooler (x decay), the last
+transformer layer (x decay^2), ... the first trainable transformer layer, as in ELECTRA.
+
+Keras 3 optimizers apply one learning rate to every variable, so `make_optimizer` then builds
+`Scaled<Optimizer>`, a subclass whose `update_step` multiplies the rate by the variable's
+scale. Everything else (the schedule, the slots, weight decay's own rate, checkpoints) is the
+Keras optimizer's.
+"""
+
+import keras
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+
+
+def make_optimizer(name, learning_rate, weight_decay=0.0, *, rate_scales=None):
+    """A Keras optimizer by name.
+
+    Args:
+        name: one of `OPTIMIZERS`.
+        learning_rate: a float or a `keras.optimizers.schedules.LearningRateSchedule`.
+        weight_decay: decoupled weight decay (adamw: 0.004 when 0; sgd: none when 0).
+        rate_scales: optional `{variable path: multiplier}` (see `layer_decay_scales`);
+            variables not named train at the full rate.
+    """
+    if name not in OPTIMIZERS:
+        raise ValueError(f"Unknown optimizer; expected one of {OPTIMIZERS}. Received: name={name!r}")
+    scaled = bool(rate_scales) and any(scale != 1.0 for scale in rate_scales.values())
+    cls = {
+        "adam": (keras.optimizers.Adam, ScaledAdam),
+        "adamw": (keras.optimizers.AdamW, ScaledAdamW),
+        "sgd": (keras.optimizers.SGD, ScaledSGD),
+        "rmsprop": (keras.optimizers.RMSprop, ScaledRMSprop),
+    }[name][scaled]
+    kwargs = {}
+    if name == "adamw":
+        kwargs["weight_decay"] = weight_decay or 0.004
+    elif name == "sgd":
+        kwargs.update(momentum=0.9, weight_decay=weight_decay or None)
+    if scaled:
+        kwargs["rate_scales"] = rate_scales
+    optimizer = cls(learning_rate, **kwargs)
+    if name == "adamw":
+        # As in BERT: no decay on biases and normalization scales/offsets.
+        optimizer.exclude_from_weight_decay(var_names=["^bias$", "^gamma$", "^beta$"])
+    return optimizer
+
+
+def layer_decay_scales(model, decay):
+    """`{variable path: decay ** k}` where k counts the trainable layers above the variable's.
+
+    See the module docstring for what a layer is. A variable shared by two layers takes the
+    scale of the higher one.
+    """
+    if not 0.0 < decay <= 1.0:
+        raise ValueError(f"The layer decay must be in (0, 1]. Received: decay={decay}")
+    scales = {}
+    depth = 0
+    for layer in reversed(model.layers):
+        variables = layer.trainable_variables
+        if not variables:
+            continue
+        for variable in variables:
+            scales.setdefault(variable.path, decay ** depth)
+        depth += 1
+    return scales
+
+
+def format_scales(scales, max_groups=12):
+    """One line per distinct multiplier, e.g. `x0.8000: transformer_layer_5 (16 variables)`."""
+    groups = {}
+    for path, scale in scales.items():
+        groups.setdefault(scale, set()).add(path.split("/")[0])
+    lines = []
+    for scale in sorted(groups, reverse=True)[:max_groups]:
+        owners = sorted(groups[scale])
+        count = sum(1 for s in scales.values() if s == scale)
+        lines.append(f"x{scale:.4f}: {', '.join(owners)} ({count} variables)")
+    return lines
+
+
+class _ScaledRates:
+    """Mixin: multiplies the learning rate of each variable by `rate_scales[variable.path]`."""
+
+    def __init__(self, *args, rate_scales=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rate_scales = dict(rate_scales or {})
+
+    def build(self, variables):
+        super().build(variables)
+        # In the order of the optimizer's own variable index (`_get_variable_index`).
+        self._scale_by_index = [float(self.rate_scales.get(v.path, 1.0)) for v in variables]
+
+    def update_step(self, gradient, variable, learning_rate):
+        scale = self._scale_by_index[self._get_variable_index(variable)]
+        if scale != 1.0:
+            learning_rate = learning_rate * scale
+        return super().update_step(gradient, variable, learning_rate)
+
+    def get_config(self):
+        return {**super().get_config(), "rate_scales": self.rate_scales}
+
+
+def _scaled(base):
+    """`Scaled<base>`: the Keras optimizer `base` with `_ScaledRates`, registered so that a saved
+    model's compiled optimizer loads again."""
+    cls = type(f"Scaled{base.__name__}", (_ScaledRates, base), {"__module__": __name__})
+    return keras.saving.register_keras_serializable(package="tf_finetune")(cls)
+
+
+ScaledAdam = _scaled(keras.optimizers.Adam)
+ScaledAdamW = _scaled(keras.optimizers.AdamW)
+ScaledSGD = _scaled(keras.optimizers.SGD)
+ScaledRMSprop = _scaled(keras.optimizers.RMSprop)
