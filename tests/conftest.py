@@ -25,6 +25,26 @@ def shared_data():
     return root
 
 
+def smoke_train(project, dataset, tmp_path_factory, *args, needs=()):
+    """`train --smoke` of `project` on the real `dataset` folder, with an export.
+
+    For the CLI tests' module fixtures. Skips when the dataset (or a folder in `needs`) is
+    missing; returns (data dir, run dir, export dir).
+    """
+    from tf_finetune.cli import main
+
+    data = os.path.join(shared_data_dir(), dataset)
+    missing = [path for path in (data, *needs) if not os.path.isdir(path)]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not found; set TF_FINETUNE_DATA")
+    out = tmp_path_factory.mktemp(project.name)
+    run_dir, export_dir = str(out / "run"), str(out / "exports")
+    status = main(project, ["train", "--smoke", "--data-dir", data, *args,
+                            "--output-dir", run_dir, "--export-dir", export_dir])
+    assert status == 0
+    return data, run_dir, export_dir
+
+
 def free_ports(n):
     """`n` TCP ports on 127.0.0.1 that were free a moment ago (for TF_CONFIG clusters)."""
     sockets = [socket.socket() for _ in range(n)]

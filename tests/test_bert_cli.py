@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from projects.bert_classifier.project import PROJECT
 from tests.conftest import shared_data_dir
+from tests.conftest import smoke_train
 from tf_finetune.cli import main
 
 MINILM = os.path.join(shared_data_dir(), "weights", "all-MiniLM-L6-v2")
@@ -26,19 +27,11 @@ SENTENCES = [
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-    data = os.path.join(shared_data_dir(), "sst2")
-    if not (os.path.isdir(data) and os.path.isdir(MINILM)):
-        pytest.skip("SST-2 or MiniLM not found; set TF_FINETUNE_DATA")
-    out = tmp_path_factory.mktemp("bert")
-    run_dir, export_dir = str(out / "run"), str(out / "exports")
-    status = main(PROJECT, ["train", "--smoke", "--data-dir", data, "--preset", MINILM,
-                            "--output-dir", run_dir, "--export-dir", export_dir])
-    assert status == 0
-    return run_dir, export_dir
+    return smoke_train(PROJECT, "sst2", tmp_path_factory, "--preset", MINILM, needs=[MINILM])
 
 
 def test_smoke_train_learns_from_real_sentences(smoke_run):
-    run_dir, _ = smoke_run
+    _, run_dir, _ = smoke_run
     for name in ("config.json", "run.json", "metrics.json", "history.csv", "training_curves.png",
                  "confusion_matrix.png", "checkpoints/best.keras"):
         assert os.path.isfile(os.path.join(run_dir, name)), name
@@ -49,7 +42,7 @@ def test_smoke_train_learns_from_real_sentences(smoke_run):
 
 
 def test_savedmodel_serves_raw_strings_without_keras_like_the_keras_model(smoke_run, tmp_path):
-    run_dir, export_dir = smoke_run
+    _, run_dir, export_dir = smoke_run
     assert sorted(os.listdir(export_dir)) == ["1"]  # no temp dirs left behind
     version = os.path.join(export_dir, "1")
     inputs = tmp_path / "in.json"
@@ -79,7 +72,7 @@ def test_savedmodel_serves_raw_strings_without_keras_like_the_keras_model(smoke_
 
 
 def test_predict_from_run_and_savedmodel_agree(smoke_run, capsys):
-    run_dir, export_dir = smoke_run
+    _, run_dir, export_dir = smoke_run
     capsys.readouterr()
     assert main(PROJECT, ["predict", "--model", export_dir, "--json", *SENTENCES[:3]]) == 0
     from_savedmodel = [json.loads(l) for l in capsys.readouterr().out.splitlines()]

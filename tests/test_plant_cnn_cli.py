@@ -10,21 +10,13 @@ import pytest
 import tensorflow as tf
 
 from projects.plant_cnn.project import PROJECT
-from tests.conftest import REPO, shared_data_dir, write_image
+from tests.conftest import REPO, smoke_train, write_image
 from tf_finetune.cli import main
 
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-    data = os.path.join(shared_data_dir(), "plantvillage")
-    if not os.path.isdir(data):
-        pytest.skip("real data not found; set TF_FINETUNE_DATA")
-    out = tmp_path_factory.mktemp("plant")
-    run_dir, export_dir = str(out / "run"), str(out / "exports")
-    status = main(PROJECT, ["train", "--smoke", "--data-dir", data, "--output-dir", run_dir,
-                            "--export-dir", export_dir])
-    assert status == 0
-    return data, run_dir, export_dir
+    return smoke_train(PROJECT, "plantvillage", tmp_path_factory)
 
 
 def test_train_writes_a_complete_run_dir(smoke_run):

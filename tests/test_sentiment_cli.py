@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from projects.sentiment_lstm.project import PROJECT
-from tests.conftest import REPO, shared_data_dir
+from tests.conftest import REPO, shared_data_dir, smoke_train
 from tf_finetune.cli import main
 
 REVIEWS = [
@@ -22,15 +22,7 @@ REVIEWS = [
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-    data = os.path.join(shared_data_dir(), "imdb")
-    if not os.path.isdir(data):
-        pytest.skip("real data not found; set TF_FINETUNE_DATA")
-    out = tmp_path_factory.mktemp("sentiment")
-    run_dir, export_dir = str(out / "run"), str(out / "exports")
-    status = main(PROJECT, ["train", "--smoke", "--data-dir", data, "--output-dir", run_dir,
-                            "--export-dir", export_dir])
-    assert status == 0
-    return data, run_dir, export_dir
+    return smoke_train(PROJECT, "imdb", tmp_path_factory)
 
 
 def test_smoke_train_learns_from_real_reviews(smoke_run):

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from projects.translation.project import PROJECT
-from tests.conftest import REPO, shared_data_dir
+from tests.conftest import REPO, smoke_train
 from tf_finetune.cli import main
 from tf_finetune.trainer import read_history
 
@@ -18,19 +18,11 @@ SMOKE_ACCURACY = 0.30  # next-character accuracy after 8 short epochs on 2,000 p
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-    data = os.path.join(shared_data_dir(), "cmn_eng")
-    if not os.path.isdir(data):
-        pytest.skip("cmn_eng not found; set TF_FINETUNE_DATA")
-    out = tmp_path_factory.mktemp("translation")
-    run_dir, export_dir = str(out / "run"), str(out / "exports")
-    status = main(PROJECT, ["train", "--smoke", "--data-dir", data, "--output-dir", run_dir,
-                            "--export-dir", export_dir])
-    assert status == 0
-    return run_dir, export_dir
+    return smoke_train(PROJECT, "cmn_eng", tmp_path_factory)
 
 
 def test_smoke_train_learns_and_reports_bleu(smoke_run):
-    run_dir, _ = smoke_run
+    _, run_dir, _ = smoke_run
     for name in ("config.json", "run.json", "metrics.json", "history.csv", "training_curves.png",
                  "translations.tsv", "checkpoints/best.keras"):
         assert os.path.isfile(os.path.join(run_dir, name)), name
@@ -44,7 +36,7 @@ def test_smoke_train_learns_and_reports_bleu(smoke_run):
 
 
 def test_savedmodel_translates_raw_strings_without_keras_like_the_keras_model(smoke_run, tmp_path):
-    run_dir, export_dir = smoke_run
+    _, run_dir, export_dir = smoke_run
     assert sorted(os.listdir(export_dir)) == ["1"]  # no temp dirs left behind
     inputs = tmp_path / "in.json"
     inputs.write_text(json.dumps(SENTENCES), encoding="utf-8")
@@ -73,7 +65,7 @@ def test_savedmodel_translates_raw_strings_without_keras_like_the_keras_model(sm
 
 
 def test_predict_from_run_and_savedmodel_agree(smoke_run, capsys):
-    run_dir, export_dir = smoke_run
+    _, run_dir, export_dir = smoke_run
     capsys.readouterr()
     assert main(PROJECT, ["predict", "--model", export_dir, "--json", *SENTENCES[:3]]) == 0
     from_savedmodel = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
@@ -84,7 +76,7 @@ def test_predict_from_run_and_savedmodel_agree(smoke_run, capsys):
 
 
 def test_evaluate_prints_bleu_and_examples(smoke_run, capsys):
-    run_dir, _ = smoke_run
+    _, run_dir, _ = smoke_run
     capsys.readouterr()
     assert main(PROJECT, ["evaluate", "--run-dir", run_dir]) == 0
     out = capsys.readouterr().out
