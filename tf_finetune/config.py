@@ -23,6 +23,7 @@ from tf_finetune.errors import UserError
 
 # The names `tf_finetune.schedules.build_schedule` takes (kept here: configs load without TF).
 LR_SCHEDULES = ("constant", "linear", "exponential", "cosine", "cosine_restarts")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")  # built by tf_finetune.optimizers
 
 
 def option(default, help, choices=None):
@@ -64,7 +65,7 @@ class TrainConfig:
     # Phase 1: the head, with the pretrained backbone frozen.
     epochs: int = option(10, "Epochs of phase 1 (the head, backbone frozen).")
     batch_size: int = option(32, "Global batch size (split across replicas).")
-    optimizer: str = option("adam", "Optimizer.", ("adam", "adamw", "sgd", "rmsprop"))
+    optimizer: str = option("adam", "Optimizer.", OPTIMIZERS)
     learning_rate: float = option(1e-3, "Peak learning rate of phase 1.")
     weight_decay: float = option(0.0, "Decoupled weight decay (adamw, sgd).")
     layer_decay: float = option(

@@ -21,7 +21,7 @@ Keras optimizer's.
 
 import keras
 
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+from tf_finetune.config import OPTIMIZERS
 
 
 def make_optimizer(name, learning_rate, weight_decay=0.0, *, rate_scales=None):

@@ -5,6 +5,7 @@ import dataclasses
 import typing
 
 from tf_finetune.config import LR_SCHEDULES
+from tf_finetune.config import OPTIMIZERS
 from tf_finetune.config import option
 from tf_finetune.errors import UserError
 from tf_finetune.text_data import TextDataConfig
@@ -42,7 +43,7 @@ class BertConfig(TextDataConfig):
 
     epochs: int = option(2, "Training epochs.")
     batch_size: int = option(32, "Global batch size (split across replicas).")
-    optimizer: str = option("adamw", "Optimizer.", ("adam", "adamw", "sgd", "rmsprop"))
+    optimizer: str = option("adamw", "Optimizer.", OPTIMIZERS)
     learning_rate: float = option(5e-5, "Peak learning rate.")
     weight_decay: float = option(0.01, "AdamW weight decay (not on biases and LayerNorm).")
     lr_schedule: str = option(
