@@ -95,3 +95,20 @@ def test_name_list_fields_take_any_number_of_names(tmp_path):
     path.write_text('brightness_range = [0.8, "x"]\n')
     with pytest.raises(UserError, match="brightness_range must be a"):
         config_lib.build_config(PlantConfig, file=str(path))
+
+
+@pytest.mark.parametrize("name", ["plant_cnn", "sentiment_lstm", "bert_classifier", "translation"])
+def test_every_project_help_renders(name, capsys):
+    """argparse %-formats help texts, so a help with a bare "%" crashes `train --help`."""
+    import importlib
+
+    from tf_finetune.cli import build_parser
+
+    project = importlib.import_module(f"projects.{name}.project").PROJECT
+    with pytest.raises(SystemExit) as exit_info:
+        build_parser(project).parse_args(["train", "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "--learning-rate" in out
+    if name == "bert_classifier":
+        assert "89.91%" in out  # the label-smoothing help, unmangled

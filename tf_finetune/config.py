@@ -239,7 +239,8 @@ def add_config_flags(parser, cls):
     group = parser.add_argument_group("settings (also accepted as keys of --config FILE)")
     for f in dataclasses.fields(cls):
         flag = f"--{flag_name(f.name)}"
-        help_text = f"{f.metadata.get('help', '')} (default: {f.default!r})"
+        # argparse %-formats help texts: a literal "%" (e.g. "89.91%") must be doubled.
+        help_text = f"{f.metadata.get('help', '')} (default: {f.default!r})".replace("%", "%%")
         kwargs = dict(dest=f.name, default=argparse.SUPPRESS, help=help_text)
         field_type = _field_types(cls)[f.name]
         if field_type is bool:
