@@ -49,6 +49,7 @@ def test_unset_flags_do_not_override_and_bools_toggle():
         ({"optimizer": "adagrad"}, "must be one of"),
         ({"learning_rate": -1.0}, "must be positive"),
         ({"validation_split": 1.5}, "between 0 and 1"),
+        ({"ema_momentum": 1.0}, r"--ema-momentum must be in \[0, 1\)"),
     ],
 )
 def test_bad_settings_are_one_clear_line(tmp_path, data, message):

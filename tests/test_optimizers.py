@@ -74,6 +74,9 @@ def test_scaled_optimizer_saves_reloads_and_keeps_its_slots(tmp_path):
 def test_no_decay_builds_the_plain_keras_optimizer():
     assert type(optimizers.make_optimizer("adamw", 1e-3, 0.01)) is keras.optimizers.AdamW
     assert type(optimizers.make_optimizer("adam", 1e-3, rate_scales={"a/kernel": 1.0})) is keras.optimizers.Adam
+    ema = optimizers.make_optimizer("sgd", 1e-3, ema_momentum=0.99)
+    assert ema.use_ema and ema.ema_momentum == 0.99
+    assert not optimizers.make_optimizer("sgd", 1e-3).use_ema
     with pytest.raises(ValueError, match="Received: name='lamb'"):
         optimizers.make_optimizer("lamb", 1e-3)
 

@@ -107,10 +107,11 @@ def crash_after_epoch(monkeypatch, epochs_done):
     monkeypatch.setattr(backup.EpochBackup, "on_epoch_end", on_epoch_end)
 
 
+@pytest.mark.parametrize("ema", [0.0, 0.9], ids=["plain", "ema"])
 @pytest.mark.parametrize("crash_at", [1, 2, 3], ids=["in_phase1", "between_phases", "in_phase2"])
-def test_a_rerun_after_a_crash_ends_like_an_uninterrupted_run(tmp_path, monkeypatch, crash_at):
+def test_a_rerun_after_a_crash_ends_like_an_uninterrupted_run(tmp_path, monkeypatch, crash_at, ema):
     config = TrainConfig(epochs=2, fine_tune_epochs=2, unfreeze_top=1, batch_size=16, learning_rate=0.01,
-                         fine_tune_learning_rate=0.01)
+                         fine_tune_learning_rate=0.01, ema_momentum=ema)
     def run(name):  # a fresh process: new model, new datasets
         trainer = trainer_lib.Trainer(config, str(tmp_path / name))
         return trainer.fit(trainer.build_model(model_fn), data(shuffle=True), data(seed=1))
@@ -132,6 +133,32 @@ def test_a_rerun_after_a_crash_ends_like_an_uninterrupted_run(tmp_path, monkeypa
     np.testing.assert_allclose(killed["learning_rate"], whole["learning_rate"], rtol=1e-6)
     np.testing.assert_allclose(killed["val_loss"], whole["val_loss"], rtol=1e-4)
     assert len(killed["loss"]) == 4
+
+
+def test_ema_validates_and_keeps_the_moving_average(tmp_path, monkeypatch):
+    """With --ema-momentum, each epoch's validation and the best model are the weights' average."""
+    raw_heads = []  # the head's trained (not averaged) kernel at each epoch's end
+    write = backup.EpochBackup.on_epoch_end
+
+    def on_epoch_end(self, epoch, logs=None):
+        raw_heads.append(self.model.get_layer("head").kernel.numpy().copy())
+        write(self, epoch, logs)
+
+    monkeypatch.setattr(backup.EpochBackup, "on_epoch_end", on_epoch_end)
+    config = TrainConfig(epochs=3, fine_tune_epochs=0, batch_size=16, learning_rate=0.05,
+                         ema_momentum=0.9, monitor="val_loss")
+    trainer = trainer_lib.Trainer(config, str(tmp_path))
+    model = trainer.fit(trainer.build_model(model_fn), data(), data(seed=1))
+
+    history = trainer_lib.read_history(str(tmp_path))
+    best = int(np.argmin(history["val_loss"]))
+    loss, accuracy = model.evaluate(data(seed=1), verbose=0)
+    # The logged validation of the best epoch is the returned model's: the average was
+    # validated and kept, not the weights the last step left.
+    np.testing.assert_allclose(loss, history["val_loss"][best], rtol=1e-5)
+    np.testing.assert_allclose(accuracy, history["val_accuracy"][best], rtol=1e-6)
+    assert np.abs(model.get_layer("head").kernel.numpy() - raw_heads[best]).max() > 1e-3
+    assert not os.path.exists(tmp_path / "backup")
 
 
 def test_nan_loss_is_a_clear_error(tmp_path):

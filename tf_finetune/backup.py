@@ -91,18 +91,27 @@ class EpochBackup(keras.callbacks.Callback):
             variables = self.saved_model.variables
             self._read_variables = VariableReader(variables)
             self._read_optimizer = VariableReader(self.model.optimizer.variables)
+            averages = moving_averages(self.model.optimizer)
+            self._read_averaged = averages and VariableReader([averages.get(id(v), v) for v in variables])
             position = {id(v): i for i, v in enumerate(variables)}
             self._weight_positions = [position[id(w)] for w in self.saved_model.weights]
         state = self._read_variables()
+        # With an optimizer's moving average (use_ema), validation ran on the average
+        # (keras.callbacks.SwapEMAWeights), so the best snapshot is the average too.
+        averaged = self._read_averaged() if self._read_averaged else state
         if value is None or self.best is None or self._improves(float(value)):
-            weights = [state[i] for i in self._weight_positions]
+            weights = [averaged[i] for i in self._weight_positions]
             self.best = Snapshot(weights, value=None if value is None else float(value), epoch=epoch + 1)
             if self.write:
                 self.best.write(os.path.join(self.directory, BEST))
         if self.write:
+            # Keras's fit ends by putting the average into the model
+            # (`optimizer.finalize_variable_values`), so the backup of a fit's last epoch holds
+            # it too: a run resumed from there goes on from the same weights.
+            last = epoch == (self.params or {}).get("epochs", 0) - 1
             write_state(
                 os.path.join(self.directory, LATEST),
-                model_variables=state,
+                model_variables=averaged if last else state,
                 optimizer_variables=self._read_optimizer(),
                 phase=self.phase,
                 epochs_done=epoch + 1,
@@ -115,6 +124,16 @@ class EpochBackup(keras.callbacks.Callback):
         if self.best.value is None:
             return True
         return value > self.best.value if self.mode == "max" else value < self.best.value
+
+
+def moving_averages(optimizer):
+    """`{id(variable): its moving average}` for an optimizer with `use_ema=True`, else `{}`."""
+    if not getattr(optimizer, "use_ema", False):
+        return {}
+    # Keras keeps the averages in this private list, in the order of the optimizer's
+    # trainable variables; keras.callbacks.SwapEMAWeights reads them the same way.
+    return {id(v): average for v, average in
+            zip(optimizer._trainable_variables, optimizer._model_variables_moving_average)}
 
 
 class Snapshot:

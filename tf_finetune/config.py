@@ -85,6 +85,12 @@ class TrainConfig:
     restart_epochs: float = option(0.0, "cosine_restarts: length of the first cycle (0 = phase/4).")
     min_lr_fraction: float = option(0.0, "cosine schedules: final LR as a fraction of the peak.")
     label_smoothing: float = option(0.0, "Label smoothing for the cross-entropy loss.")
+    ema_momentum: float = option(
+        0.0,
+        "Keep an exponential moving average of the trainable weights with this momentum "
+        "(Keras's use_ema; e.g. 0.999 averages over about the last 1000 steps): validation, "
+        "the best checkpoint and exports use the average. 0 = off.",
+    )
     # Phase 2: fine-tuning the top of the backbone.
     fine_tune_epochs: int = option(
         0, "Epochs of phase 2, after unfreezing the top of the backbone (0 = no phase 2)."
@@ -121,6 +127,8 @@ class TrainConfig:
                 raise UserError(f"--{flag_name(name)} must be positive. Received: {name}={value}")
         if not 0.0 < self.layer_decay <= 1.0:
             raise UserError(f"--layer-decay must be in (0, 1]. Received: layer_decay={self.layer_decay}")
+        if not 0.0 <= self.ema_momentum < 1.0:
+            raise UserError(f"--ema-momentum must be in [0, 1) (0 = off). Received: ema_momentum={self.ema_momentum}")
         if self.fine_tune_epochs < 0 or self.max_examples_per_class < 0:
             raise UserError(
                 "--fine-tune-epochs and --max-examples-per-class must be >= 0. Received: "

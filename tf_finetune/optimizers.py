@@ -24,7 +24,7 @@ import keras
 from tf_finetune.config import OPTIMIZERS
 
 
-def make_optimizer(name, learning_rate, weight_decay=0.0, *, rate_scales=None):
+def make_optimizer(name, learning_rate, weight_decay=0.0, *, rate_scales=None, ema_momentum=0.0):
     """A Keras optimizer by name.
 
     Args:
@@ -33,6 +33,8 @@ def make_optimizer(name, learning_rate, weight_decay=0.0, *, rate_scales=None):
         weight_decay: decoupled weight decay (adamw: 0.004 when 0; sgd: none when 0).
         rate_scales: optional `{variable path: multiplier}` (see `layer_decay_scales`);
             variables not named train at the full rate.
+        ema_momentum: when > 0, the optimizer also keeps an exponential moving average of
+            the weights (`use_ema=True`); `keras.callbacks.SwapEMAWeights` evaluates with it.
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"Unknown optimizer; expected one of {OPTIMIZERS}. Received: name={name!r}")
@@ -50,6 +52,8 @@ def make_optimizer(name, learning_rate, weight_decay=0.0, *, rate_scales=None):
         kwargs.update(momentum=0.9, weight_decay=weight_decay or None)
     if scaled:
         kwargs["rate_scales"] = rate_scales
+    if ema_momentum:
+        kwargs.update(use_ema=True, ema_momentum=ema_momentum)
     optimizer = cls(learning_rate, **kwargs)
     if name == "adamw":
         # As in BERT: no decay on biases and normalization scales/offsets.

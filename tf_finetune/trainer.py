@@ -114,7 +114,8 @@ class Trainer:
             logger.info("Layer-wise learning-rate decay %g (multipliers of the schedule's rate):\n  %s",
                         c.layer_decay, "\n  ".join(optimizers.format_scales(rate_scales)))
         with self.strategy.scope():
-            optimizer = optimizers.make_optimizer(c.optimizer, lr, c.weight_decay, rate_scales=rate_scales)
+            optimizer = optimizers.make_optimizer(c.optimizer, lr, c.weight_decay, rate_scales=rate_scales,
+                                                  ema_momentum=c.ema_momentum)
             if loss is None:
                 if c.label_smoothing > 0:
                     loss = keras.losses.CategoricalCrossentropy(label_smoothing=c.label_smoothing)
@@ -276,6 +277,10 @@ class Trainer:
             epoch_backup,
             keras.callbacks.TerminateOnNaN(),
         ]
+        if getattr(model.optimizer, "use_ema", False):
+            # First, so every other callback sees the logs of the weights' moving average; the
+            # backup reads the average itself for the best snapshot.
+            callbacks.insert(0, keras.callbacks.SwapEMAWeights())
         if c.early_stopping_patience > 0:
             callbacks.append(keras.callbacks.EarlyStopping(
                 monitor=c.monitor, patience=c.early_stopping_patience))
