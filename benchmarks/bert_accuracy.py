@@ -16,6 +16,8 @@ Rows:
   sst2_freeze2        embeddings + 2 layers frozen (and cached), 2 epochs at 1e-4
   sst2_mean           sst2_ls0 with --pooling mean (sentence-transformers' pooling)
   sst2_ld0.8          sst2_ls0 with layer-wise LR decay 0.8 from a 1e-4 peak (ELECTRA's recipe)
+  sst2_train_emb      the defaults with the embeddings trained too (--no-freeze-embeddings)
+  sst2_ema            the defaults with a moving average of the weights (--ema-momentum 0.999)
   sst2_4k_freeze5     4,000 training sentences, embeddings + 5 layers frozen, cached ...
   sst2_4k_freeze5_uncached  ... and the same recomputing the frozen layers every step
 """
@@ -35,6 +37,8 @@ ROWS = {
     "sst2_freeze2": [*PRESET, "--freeze-layers", "2", "--learning-rate", "1e-4", *NO_LS],
     "sst2_mean": [*PRESET, "--pooling", "mean", *NO_LS],
     "sst2_ld0.8": [*PRESET, "--layer-decay", "0.8", "--learning-rate", "1e-4", *NO_LS],
+    "sst2_train_emb": [*PRESET, "--no-freeze-embeddings"],
+    "sst2_ema": [*PRESET, "--ema-momentum", "0.999"],
     "sst2_4k_freeze5": [*PRESET, *SMALL],
     "sst2_4k_freeze5_uncached": [*PRESET, *SMALL, "--no-cache-frozen-prefix"],
 }
