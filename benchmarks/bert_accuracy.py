@@ -18,6 +18,7 @@ Rows:
   sst2_ld0.8          sst2_ls0 with layer-wise LR decay 0.8 from a 1e-4 peak (ELECTRA's recipe)
   sst2_train_emb      the defaults with the embeddings trained too (--no-freeze-embeddings)
   sst2_ema            the defaults with a moving average of the weights (--ema-momentum 0.999)
+  sst2_3ep            the defaults for 3 epochs (the same peak, the decay spread over 3)
   sst2_4k_freeze5     4,000 training sentences, embeddings + 5 layers frozen, cached ...
   sst2_4k_freeze5_uncached  ... and the same recomputing the frozen layers every step
 """
@@ -39,6 +40,7 @@ ROWS = {
     "sst2_ld0.8": [*PRESET, "--layer-decay", "0.8", "--learning-rate", "1e-4", *NO_LS],
     "sst2_train_emb": [*PRESET, "--no-freeze-embeddings"],
     "sst2_ema": [*PRESET, "--ema-momentum", "0.999"],
+    "sst2_3ep": [*PRESET, "--epochs", "3"],
     "sst2_4k_freeze5": [*PRESET, *SMALL],
     "sst2_4k_freeze5_uncached": [*PRESET, *SMALL, "--no-cache-frozen-prefix"],
 }
