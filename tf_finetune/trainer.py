@@ -278,8 +278,9 @@ class Trainer:
             keras.callbacks.TerminateOnNaN(),
         ]
         if getattr(model.optimizer, "use_ema", False):
-            # First, so every other callback sees the logs of the weights' moving average; the
-            # backup reads the average itself for the best snapshot.
+            # Validation (evaluate's on_test_begin/end) runs on the weights' moving average, so
+            # the logged val_* are the average's; the backup reads the average itself for the
+            # best snapshot.
             callbacks.insert(0, keras.callbacks.SwapEMAWeights())
         if c.early_stopping_patience > 0:
             callbacks.append(keras.callbacks.EarlyStopping(
