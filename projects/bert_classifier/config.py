@@ -41,7 +41,9 @@ class BertConfig(TextDataConfig):
     )
     dropout: float = option(0.1, "Dropout before the classifier.")
 
-    epochs: int = option(2, "Training epochs.")
+    epochs: int = option(
+        3, "Training epochs (SST-2 dev: 90.37% with 3 epochs in 38.9 min, 89.91% with 2 in 34.1 min, 2 CPU cores)."
+    )
     batch_size: int = option(32, "Global batch size (split across replicas).")
     optimizer: str = option("adamw", "Optimizer.", OPTIMIZERS)
     learning_rate: float = option(5e-5, "Peak learning rate.")
@@ -52,7 +54,7 @@ class BertConfig(TextDataConfig):
     )
     warmup_epochs: float = option(0.1, "Linear warmup from 0, in epochs.")
     label_smoothing: float = option(
-        0.1, "Label smoothing for the cross-entropy loss (SST-2 dev: 89.91% with 0.1, 89.68% with 0)."
+        0.1, "Label smoothing for the cross-entropy loss (SST-2 dev, 2 epochs: 89.91% with 0.1, 89.68% with 0)."
     )
     fine_tune_epochs: int = option(
         0, "Unused: BERT trains in one phase; --freeze-layers chooses what learns."
