@@ -1,4 +1,4 @@
-"""The issue's command on the real data: MiniLM-L6 fine-tuned on all of SST-2 (about 40-50
+"""The issue's command on the real data: MiniLM-L6 fine-tuned on all of SST-2 (about 27-50
 minutes on 2 CPU cores, most of it three epochs of the unfrozen layers).
 
 Not in the default suite: run by hand with `python -m pytest -m slow`. Wall time is measured

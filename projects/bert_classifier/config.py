@@ -44,12 +44,12 @@ class BertConfig(TextDataConfig):
     epochs: int = option(
         3,
         "Training epochs (SST-2 dev, 2 CPU cores: 3 epochs gave 90.37%, 89.68% and 90.02% over "
-        "three seeds in 39-48 min; 2 gave 89.91% in 34.1 min).",
+        "three seeds in 27-48 min, as this VM's speed varied; 2 gave 89.91% in 34.1 min).",
     )
     batch_size: int = option(
         32,
-        "Global batch size (split across replicas). On SST-2, 64 with --learning-rate 7e-5 took "
-        "27.3 min for 3 epochs but gave 90.14% and 88.88% over two seeds.",
+        "Global batch size (split across replicas). On SST-2, 64 with --learning-rate 7e-5 was no "
+        "faster than 32 on 2 CPU cores and gave 90.14% and 88.88% over two seeds.",
     )
     optimizer: str = option("adamw", "Optimizer.", OPTIMIZERS)
     learning_rate: float = option(5e-5, "Peak learning rate.")
