@@ -93,7 +93,7 @@ def bench_image_data_generator(data_dir, size, batch_size, epochs):
 
 
 def bench_make_dataset(folder, size, batch_size, epochs, cache):
-    from tf_finetune import image_folder
+    from tf_finetune.data import image_folder
     from tf_finetune.augmentation import ImageAugmentation
 
     augmentation = ImageAugmentation(**AUGMENTATION, seed=0)
@@ -122,7 +122,7 @@ def main(argv=None):
     import keras
     import tensorflow as tf
 
-    from tf_finetune import image_folder
+    from tf_finetune.data import image_folder
 
     load_before = os.getloadavg()
     folder = image_folder.scan(args.data_dir, validate=False)

@@ -48,9 +48,10 @@ def main():
 
     from projects.bert_classifier.config import BertConfig
     from projects.bert_classifier.model import build_model
-    from tf_finetune import prefix_cache
-    from tf_finetune import text_dataset
-    from tf_finetune import text_table
+    from tf_finetune.models import frozen_prefix
+    from tf_finetune.training.prefix_cache import PrefixCache
+    from tf_finetune.data import text_dataset
+    from tf_finetune.data import text_table
     from tf_finetune.project import Data
 
     base = BertConfig(preset=args.preset, batch_size=args.batch_size, max_length=64)
@@ -95,9 +96,9 @@ def main():
                  examples_per_second(model, bucketed())))
 
     # 4. Frozen prefix cached: the cache pass, then epochs of the top alone.
-    prefix, top = prefix_cache.split_model(model)
+    prefix, top = frozen_prefix.split_model(model)
     start = time.time()
-    cache = prefix_cache.PrefixCache.compute(prefix, bucketed())
+    cache = PrefixCache.compute(prefix, bucketed())
     cache_rate = len(train) / (time.time() - start)
     rows.append(("+ frozen prefix cached: epochs run only the top", examples_per_second(
         top, cache.dataset(args.batch_size, shuffle=True, seed=0))))

@@ -75,8 +75,8 @@ def measure(setting, args, work):
     from projects.plant_cnn.data import load_data
     from projects.plant_cnn.model import build_model
     from tf_finetune import config as config_lib
-    from tf_finetune.trainer import Trainer
-    from tf_finetune.trainer import read_history
+    from tf_finetune.training.trainer import Trainer
+    from tf_finetune.run_dir import read_history
 
     overrides = dict(SETTINGS[setting], epochs=1 + args.epochs, fine_tune_epochs=0)
     config = config_lib.build_config(

@@ -1,4 +1,4 @@
-"""Tests for tf_finetune.augmentation (ImageDataGenerator-style augmentation layer)."""
+"""ImageAugmentation: ImageDataGenerator's arguments on Keras layers, inside tf.data and models."""
 
 import inspect
 import json
@@ -12,7 +12,6 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tf_finetune import augmentation as aug_module  # noqa: E402
 from tf_finetune.augmentation import ImageAugmentation, RandomResizedCrop  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -359,66 +358,6 @@ def test_random_resized_crop_keeps_size_and_zooms_in():
     np.testing.assert_allclose(full(x, training=True).numpy(), x, atol=1e-3)
 
 
-def test_random_resized_crop_layer_alone_matches_composed_path():
-    x = images(batch=8, height=32, width=40)
-    layer = RandomResizedCrop(scale=(0.2, 0.9), seed=0)
-    transformation = layer.get_random_transformation(x)
-    with_tf_crop = layer.transform_images(x, transformation).numpy()
-    composed = aug_module._affine_resample(
-        x,
-        aug_module._affine_matrix(x, {"random_resized_crop": transformation}),
-        0.0,
-        "nearest",
-    ).numpy()
-    np.testing.assert_allclose(composed, with_tf_crop, atol=0.05)
-    boxes = transformation["boxes"].numpy()
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    assert (area >= 0.2 - 1e-4).all() and (area <= 0.9 + 1e-4).all()
-    assert (boxes >= 0).all() and (boxes <= 1 + 1e-6).all()
-
-
-@pytest.mark.parametrize("fill_mode", ["nearest", "constant", "reflect", "wrap"])
-def test_affine_resample_matches_keras_affine_transform(fill_mode):
-    rng = np.random.RandomState(0)
-    x = images(batch=6, height=23, width=31)
-    rows = []
-    for _ in range(6):
-        angle, scale, shear = rng.uniform(-1, 1), rng.uniform(0.5, 2), rng.uniform(-0.5, 0.5)
-        rotation = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
-        linear = rotation @ np.array([[1.0, shear], [0.0, 1.0]]) * scale
-        rows.append([linear[0, 0], linear[0, 1], rng.uniform(-20, 40),
-                     linear[1, 0], linear[1, 1], rng.uniform(-20, 30), 0, 0])
-    transforms = tf.constant(np.array(rows, "float32"))
-    expected = keras.ops.image.affine_transform(
-        x, transforms, interpolation="bilinear", fill_mode=fill_mode, fill_value=7.0
-    ).numpy()
-    got = aug_module._affine_resample(x, transforms, 7.0, fill_mode).numpy()
-    np.testing.assert_allclose(got, expected, atol=0.02)
-
-
-@pytest.mark.parametrize(
-    "layer",
-    [
-        keras.layers.RandomZoom((-0.4, 0.6), (-0.4, 0.6), fill_mode="constant", name="zoom"),
-        keras.layers.RandomTranslation(0.3, 0.3, fill_mode="constant", name="shift"),
-        keras.layers.RandomRotation(0.2, fill_mode="constant", name="rotation"),
-        keras.layers.RandomFlip("horizontal", name="horizontal_flip"),
-        keras.layers.RandomFlip("vertical", name="vertical_flip"),
-    ],
-    ids=lambda layer: layer.name,
-)
-def test_composed_matrix_follows_each_keras_layers_own_convention(layer):
-    # The same sampled parameters, applied by the Keras layer itself and by the composed
-    # transform, give the same images.
-    x = images(batch=8, height=21, width=27)
-    transformation = layer.get_random_transformation(x, training=True)
-    expected = layer.transform_images(x, transformation, training=True).numpy()
-    got = aug_module._affine_resample(
-        x, aug_module._affine_matrix(x, {layer.name: transformation}), 0.0, "constant"
-    ).numpy()
-    np.testing.assert_allclose(got, expected, atol=0.05)
-
-
 # ------------------------------------------------------------- config and saving
 
 
@@ -563,7 +502,7 @@ def test_pixel_shift_larger_than_image_is_an_error():
 
 
 def test_works_through_make_dataset_on_real_images():
-    from tf_finetune import image_folder
+    from tf_finetune.data import image_folder
 
     folder = image_folder.scan(data_dir("plantvillage"), max_per_class=1, seed=0)
     augmentation = ImageAugmentation(
@@ -603,7 +542,7 @@ def test_a_call_seed_fixes_the_draws():
 
 
 def test_seeded_pipelines_augment_every_batch_the_same_in_every_run():
-    from tf_finetune import image_folder
+    from tf_finetune.data import image_folder
 
     x = images(batch=48, height=16, width=16).astype("uint8")
     labels = np.arange(48) % 3

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from tf_finetune import backup
+from tf_finetune.training import backup
 from tf_finetune.errors import UserError
 
 

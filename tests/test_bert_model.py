@@ -9,10 +9,11 @@ import tensorflow as tf
 
 from projects.bert_classifier.config import BertConfig
 from projects.bert_classifier.model import build_model
-from tf_finetune import prefix_cache
-from tf_finetune import trainer as trainer_lib
 from tf_finetune.errors import UserError
+from tf_finetune.models import frozen_prefix
 from tf_finetune.project import Data
+from tf_finetune.training import trainer as trainer_lib
+from tf_finetune.training.prefix_cache import PrefixCache
 
 from conftest import shared_data_dir
 
@@ -87,7 +88,7 @@ def test_freeze_layers_chooses_what_trains():
         "classifier", "pooled_dense", "transformer_layer_4", "transformer_layer_5"]
     assert trainable(build(freeze_layers=-1)) == ["classifier", "pooled_dense"]
     everything = build(freeze_layers=0, freeze_embeddings=False)
-    assert prefix_cache.find_frozen_prefix(everything) is None
+    assert frozen_prefix.find_frozen_prefix(everything) is None
     assert len(everything.trainable_weights) == len(everything.weights)
 
 
@@ -113,9 +114,9 @@ def test_contradictory_settings_are_rejected(settings, match):
 
 
 def test_cached_outputs_give_the_same_probabilities_as_the_whole_model(model):
-    prefix, top = prefix_cache.split_model(model)
+    prefix, top = frozen_prefix.split_model(model)
     texts = tf.data.Dataset.from_tensor_slices((TEXTS, [1, 0, 0, 1, 0])).batch(2)
-    cache = prefix_cache.PrefixCache.compute(prefix, texts)
+    cache = PrefixCache.compute(prefix, texts)
     expected = {round(float(p), 5) for p in model.predict_on_batch(tf.constant(TEXTS))[:, 1]}
     # The cache re-batches by length; match examples through their (distinct) probabilities.
     got = np.concatenate([top.predict_on_batch(x)[:, 1] for x, _ in cache.dataset(2)])

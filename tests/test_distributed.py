@@ -38,7 +38,7 @@ WORKER_SCRIPT = textwrap.dedent(
 
     import keras
     import numpy as np
-    from tf_finetune.distributed import is_chief, prepare_for_multi_worker
+    from tf_finetune.training.distributed import is_chief, prepare_for_multi_worker
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(64, 4)).astype("float32")
@@ -263,7 +263,7 @@ def _strategy_in(cluster, task_type, task_id):
     ],
 )
 def test_is_chief(cluster, task_type, task_id, expected):
-    from tf_finetune.distributed import is_chief
+    from tf_finetune.training.distributed import is_chief
 
     assert is_chief(_strategy_in(cluster, task_type, task_id)) is expected
 
@@ -271,7 +271,7 @@ def test_is_chief(cluster, task_type, task_id, expected):
 def test_is_chief_without_a_cluster():
     import tensorflow as tf
 
-    from tf_finetune.distributed import is_chief
+    from tf_finetune.training.distributed import is_chief
 
     assert is_chief(tf.distribute.get_strategy()) is True
     with pytest.raises(TypeError, match="Received: strategy=None"):
@@ -282,7 +282,7 @@ def test_prepare_changes_nothing_without_multi_worker():
     import keras
     import tensorflow as tf
 
-    from tf_finetune.distributed import prepare_for_multi_worker
+    from tf_finetune.training.distributed import prepare_for_multi_worker
 
     for strategy in (tf.distribute.get_strategy(), tf.distribute.MirroredStrategy(["CPU:0"])):
         with strategy.scope():

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_finetune import evaluation
+from tf_finetune.reporting import evaluation
 
 
 def always_class_zero(num_classes=3):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_finetune import export
+from tf_finetune.serving import saved_model as export
 from tf_finetune.errors import UserError
 
 

@@ -6,7 +6,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from tf_finetune.freezing import (  # noqa: E402
+from tf_finetune.models.freezing import (  # noqa: E402
     format_trainable_summary,
     freeze,
     freeze_first,

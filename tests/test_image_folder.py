@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from tests.conftest import write_image
-from tf_finetune import image_folder
+from tf_finetune.data import image_folder
 from tf_finetune.errors import UserError
 
 

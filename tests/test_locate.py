@@ -1,7 +1,7 @@
 
 import pytest
 
-from tf_finetune import locate
+from tf_finetune.data import locate
 from tf_finetune.errors import UserError
 
 

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_finetune.metrics import classification_report, format_report, write_json
+from tf_finetune.files import write_json
+from tf_finetune.reporting.metrics import classification_report, format_report
 
 # Hand-computed example, 3 classes, 10 examples.
 #   y_true = [0, 0, 0, 1, 1, 1, 2, 2, 2, 2]

@@ -2,8 +2,8 @@ import keras
 import numpy as np
 import pytest
 
-from tf_finetune import optimizers
-from tf_finetune import trainer as trainer_lib
+from tf_finetune.training import optimizers
+from tf_finetune.training import trainer as trainer_lib
 from tf_finetune.config import TrainConfig
 from tf_finetune.errors import UserError
 

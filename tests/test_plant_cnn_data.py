@@ -6,7 +6,7 @@ import tensorflow_datasets as tfds
 
 from projects.plant_cnn.config import PlantConfig
 from projects.plant_cnn.data import load_data, read_inputs
-from tf_finetune import locate
+from tf_finetune.data import locate
 from tf_finetune.errors import UserError
 
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from tf_finetune import plots
-from tf_finetune.plots import plot_confusion_matrix, plot_image_grid, plot_training_curves
+from tf_finetune.reporting import plots
+from tf_finetune.reporting.plots import plot_confusion_matrix, plot_image_grid, plot_training_curves
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 LONG_NAMES = [

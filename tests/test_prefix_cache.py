@@ -1,16 +1,17 @@
-"""tf_finetune.prefix_cache: the FrozenPrefix layer, splitting a model, the cache, the trainer route."""
+"""Frozen prefixes: the FrozenPrefix layer, splitting a model, the PrefixCache, the trainer route."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_finetune import trainer as trainer_lib
 from tf_finetune.config import TrainConfig
 from tf_finetune.errors import UserError
-from tf_finetune.prefix_cache import FrozenPrefix
-from tf_finetune.prefix_cache import PrefixCache
-from tf_finetune.prefix_cache import split_model
+from tf_finetune.models.frozen_prefix import FrozenPrefix
+from tf_finetune.models.frozen_prefix import split_model
+from tf_finetune.run_dir import read_history
+from tf_finetune.training import trainer as trainer_lib
+from tf_finetune.training.prefix_cache import PrefixCache
 
 D = 4
 
@@ -144,5 +145,5 @@ def test_trainer_leaves_the_frozen_prefix_unchanged_and_checkpoints_the_whole_mo
     assert isinstance(best.get_layer("frozen_prefix"), FrozenPrefix)
     ids = np.array([[1, 2, 3, 0, 0, 0]], "int32")
     assert best.predict_on_batch(ids).shape == (1, 2)
-    history = trainer_lib.read_history(str(tmp_path))
+    history = read_history(str(tmp_path))
     assert len(history["val_accuracy"]) == 3

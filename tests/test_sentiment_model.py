@@ -11,9 +11,9 @@ import tensorflow as tf
 from projects.sentiment_lstm import data as data_lib
 from projects.sentiment_lstm.config import SentimentConfig
 from projects.sentiment_lstm.model import build_model
-from tf_finetune import trainer as trainer_lib
+from tf_finetune.training import trainer as trainer_lib
 from tf_finetune.errors import UserError
-from tf_finetune.text_table import TextTable
+from tf_finetune.data.text_table import TextTable
 
 GOOD = ["great", "wonderful", "superb", "loved", "moving", "brilliant"]
 BAD = ["awful", "boring", "dull", "hated", "pointless", "terrible"]

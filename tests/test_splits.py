@@ -3,7 +3,7 @@
 import pytest
 
 from tf_finetune.errors import UserError
-from tf_finetune.splits import stratified_split
+from tf_finetune.data.splits import stratified_split
 
 
 def test_each_class_is_split_by_the_fraction_and_everything_is_used_once():

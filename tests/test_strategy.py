@@ -13,7 +13,7 @@ import tensorflow as tf  # noqa: E402
 
 from tests.conftest import REPO  # noqa: E402
 from tf_finetune.errors import UserError  # noqa: E402
-from tf_finetune.strategy import (  # noqa: E402
+from tf_finetune.training.strategy import (  # noqa: E402
     TPU_ENV_VARS,
     choose_strategy,
     describe_strategy,
@@ -77,7 +77,7 @@ def clean_env(monkeypatch):
 
 
 def test_choose_default_strategy(clean_env, caplog):
-    with caplog.at_level(logging.DEBUG, logger="tf_finetune.strategy"):
+    with caplog.at_level(logging.DEBUG, logger="tf_finetune.training.strategy"):
         strategy = choose_strategy("default")
     assert strategy is tf.distribute.get_strategy()
     assert strategy.num_replicas_in_sync == 1
@@ -122,8 +122,9 @@ MIRRORED_SCRIPT = textwrap.dedent(
     import keras
     import numpy as np
     from tf_finetune.config import TrainConfig
-    from tf_finetune.strategy import describe_strategy
-    from tf_finetune.trainer import Trainer, read_history
+    from tf_finetune.training.strategy import describe_strategy
+    from tf_finetune.run_dir import read_history
+    from tf_finetune.training.trainer import Trainer
 
     # The trainer's two phases (frozen backbone, then its top unfrozen), with its backups.
     config = TrainConfig(strategy="mirrored", epochs=2, fine_tune_epochs=1, unfreeze_top=1,
@@ -145,7 +146,7 @@ MIRRORED_SCRIPT = textwrap.dedent(
     train = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(64, seed=0).batch(16)
     val = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
     model = trainer.build_model(model_fn)
-    best = trainer.fit(model, train, val)
+    best = trainer.fit(model, train, val, backbone=model.get_layer("backbone"))
     print("STEPS", int(model.optimizer.iterations.numpy()))  # phase 2's optimizer: 1 epoch of 4
     print("EPOCHS", len(read_history(sys.argv[1])["loss"]))
     print("BEST_SAVED", os.path.isfile(os.path.join(sys.argv[1], "checkpoints", "best.keras")))

@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from tf_finetune.text_augmentation import (  # noqa: E402
+from tf_finetune.augmentation.text_augmentation import (  # noqa: E402
     RandomWordDeletion,
     RandomWordSwap,
     TextAugmentation,

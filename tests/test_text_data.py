@@ -3,10 +3,10 @@
 import pytest
 import tensorflow as tf
 
-from tf_finetune import text_data as data_lib
+from tf_finetune.data import text_data as data_lib
 from tf_finetune.errors import UserError
-from tf_finetune.text_augmentation import TextAugmentation
-from tf_finetune.text_data import TextDataConfig
+from tf_finetune.augmentation.text_augmentation import TextAugmentation
+from tf_finetune.data.text_data import TextDataConfig
 
 
 def test_rates_outside_0_1_are_rejected_with_the_flag():

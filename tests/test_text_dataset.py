@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_finetune import text_dataset
+from tf_finetune.data import text_dataset
 
 
 def corpus(n=300, seed=0):

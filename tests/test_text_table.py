@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from tf_finetune import text_table
+from tf_finetune.data import text_table
 from tf_finetune.errors import UserError
 
 

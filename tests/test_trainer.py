@@ -5,10 +5,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_finetune import backup
-from tf_finetune import trainer as trainer_lib
 from tf_finetune.config import TrainConfig
 from tf_finetune.errors import UserError
+from tf_finetune.run_dir import RunDir
+from tf_finetune.run_dir import read_history
+from tf_finetune.training import backup
+from tf_finetune.training import callbacks
+from tf_finetune.training import trainer as trainer_lib
 
 
 def data(n=64, seed=0, nan=False, shuffle=False):
@@ -41,6 +44,11 @@ def model_fn():
     return keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="head")(x))
 
 
+def fit(trainer, model, train, val):
+    """`trainer.fit` with the model's pretrained part named, as the CLI does."""
+    return trainer.fit(model, train, val, backbone=model.get_layer("backbone"))
+
+
 def weights_of(model, name):
     return [w.copy() for w in model.get_layer("backbone").get_layer(name).get_weights()]
 
@@ -51,7 +59,7 @@ def test_two_phases_freeze_then_fine_tune_top(tmp_path):
     trainer = trainer_lib.Trainer(config, str(tmp_path))
     model = trainer.build_model(model_fn)
     before = {n: weights_of(model, n) for n in ("conv_a", "bn", "conv_b")}
-    best = trainer.fit(model, data(), data(seed=1))
+    best = fit(trainer, model, data(), data(seed=1))
 
     # Phase 2 unfroze only the top backbone layer: conv_b changed, conv_a and BN did not.
     for w0, w1 in zip(before["conv_a"], weights_of(model, "conv_a")):
@@ -60,10 +68,10 @@ def test_two_phases_freeze_then_fine_tune_top(tmp_path):
         np.testing.assert_array_equal(w0, w1)
     assert any(not np.array_equal(w0, w1) for w0, w1 in zip(before["conv_b"], weights_of(model, "conv_b")))
 
-    history = trainer_lib.read_history(str(tmp_path))
+    history = read_history(str(tmp_path))
     assert len(history["loss"]) == 4 and len(history["val_accuracy"]) == 4
     assert isinstance(best, keras.Model)
-    assert trainer_lib.phase_boundaries(config) == [2]
+    assert RunDir(str(tmp_path)).phase_boundaries() == [2]
 
 
 def test_phase_one_trains_the_head_only(tmp_path):
@@ -81,11 +89,11 @@ def test_phase_one_trains_the_head_only(tmp_path):
 def test_rerun_skips_finished_phases(tmp_path):
     config = TrainConfig(epochs=1, fine_tune_epochs=0, batch_size=16)
     first = trainer_lib.Trainer(config, str(tmp_path)).fit(model_fn(), data(), data(seed=1))
-    rows_before = len(trainer_lib.read_history(str(tmp_path))["loss"])
+    rows_before = len(read_history(str(tmp_path))["loss"])
     mtime = os.path.getmtime(tmp_path / "checkpoints" / "best.keras")
     again = trainer_lib.Trainer(config, str(tmp_path)).fit(model_fn(), data(), data(seed=1))
     assert os.path.getmtime(tmp_path / "checkpoints" / "best.keras") == mtime
-    assert len(trainer_lib.read_history(str(tmp_path))["loss"]) == rows_before
+    assert len(read_history(str(tmp_path))["loss"]) == rows_before
     for w0, w1 in zip(first.get_weights(), again.get_weights()):
         np.testing.assert_array_equal(w0, w1)
     assert not os.path.exists(tmp_path / "backup")  # removed once best.keras is written
@@ -114,7 +122,7 @@ def test_a_rerun_after_a_crash_ends_like_an_uninterrupted_run(tmp_path, monkeypa
                          fine_tune_learning_rate=0.01, ema_momentum=ema)
     def run(name):  # a fresh process: new model, new datasets
         trainer = trainer_lib.Trainer(config, str(tmp_path / name))
-        return trainer.fit(trainer.build_model(model_fn), data(shuffle=True), data(seed=1))
+        return fit(trainer, trainer.build_model(model_fn), data(shuffle=True), data(seed=1))
 
     expected = run("whole")
     with monkeypatch.context() as patch:
@@ -128,8 +136,8 @@ def test_a_rerun_after_a_crash_ends_like_an_uninterrupted_run(tmp_path, monkeypa
     # and the same shuffles and noise (epoch k's) after it.
     for w0, w1 in zip(expected.get_weights(), resumed.get_weights()):
         np.testing.assert_allclose(w0, w1, rtol=1e-5, atol=1e-6)
-    whole = trainer_lib.read_history(str(tmp_path / "whole"))
-    killed = trainer_lib.read_history(str(tmp_path / "killed"))
+    whole = read_history(str(tmp_path / "whole"))
+    killed = read_history(str(tmp_path / "killed"))
     np.testing.assert_allclose(killed["learning_rate"], whole["learning_rate"], rtol=1e-6)
     np.testing.assert_allclose(killed["val_loss"], whole["val_loss"], rtol=1e-4)
     assert len(killed["loss"]) == 4
@@ -150,7 +158,7 @@ def test_ema_validates_and_keeps_the_moving_average(tmp_path, monkeypatch):
     trainer = trainer_lib.Trainer(config, str(tmp_path))
     model = trainer.fit(trainer.build_model(model_fn), data(), data(seed=1))
 
-    history = trainer_lib.read_history(str(tmp_path))
+    history = read_history(str(tmp_path))
     best = int(np.argmin(history["val_loss"]))
     loss, accuracy = model.evaluate(data(seed=1), verbose=0)
     # The logged validation of the best epoch is the returned model's: the average was
@@ -167,25 +175,63 @@ def test_nan_loss_is_a_clear_error(tmp_path):
         trainer_lib.Trainer(config, str(tmp_path)).fit(model_fn(), data(nan=True), data(seed=1))
 
 
-def test_fine_tuning_without_a_backbone_is_a_clear_error(tmp_path):
+def plain_model():
     inputs = keras.Input((8, 8, 3))
-    plain = keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(inputs)))
-    config = TrainConfig(epochs=1, fine_tune_epochs=1, batch_size=16)
-    with pytest.raises(UserError, match="named 'backbone'"):
-        trainer_lib.Trainer(config, str(tmp_path)).fit(plain, data(), data(seed=1))
+    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax")(keras.layers.Flatten()(inputs)))
+
+
+def test_nothing_to_unfreeze_trains_one_phase_and_says_so(tmp_path, caplog):
+    config = TrainConfig(epochs=2, fine_tune_epochs=3, batch_size=16)
+    # No pretrained part at all, and a backbone that was never frozen.
+    trainable = model_fn()
+    trainable.get_layer("backbone").trainable = True
+    for name, model, backbone, reason in (
+        ("none", plain_model(), None, "this model has no pretrained backbone to unfreeze"),
+        ("trainable", trainable, trainable.get_layer("backbone"), "all layers of 'backbone' are trainable already"),
+    ):
+        with caplog.at_level("INFO", logger="tf_finetune"):
+            trainer_lib.Trainer(config, str(tmp_path / name)).fit(model, data(), data(seed=1), backbone=backbone)
+        lines = [r.getMessage() for r in caplog.records if "one phase" in r.getMessage()]
+        assert lines == [f"Training in one phase of 2 epochs: {reason}, so --fine-tune-epochs 3 is not used."]
+        caplog.clear()
+        assert len(read_history(str(tmp_path / name))["loss"]) == 2
+        assert RunDir(str(tmp_path / name)).read_state()["phases"] == [
+            {"number": 1, "name": "head", "first_epoch": 0, "epochs_run": 2}]
+
+
+def test_only_a_fine_tune_phase_with_nothing_to_unfreeze_is_a_clear_error(tmp_path):
+    config = TrainConfig(epochs=0, fine_tune_epochs=1, batch_size=16)
+    with pytest.raises(UserError, match="--epochs 0 leaves only the fine-tune phase, but this model has no pretrained"):
+        trainer_lib.Trainer(config, str(tmp_path)).fit(plain_model(), data(), data(seed=1))
+    assert not os.path.exists(tmp_path / "checkpoints")
+
+
+def test_unfreezable_parameters_are_counted_without_changing_the_model():
+    from tf_finetune.models import freezing
+
+    model = model_fn()
+    backbone = model.get_layer("backbone")
+    flags = [layer.trainable for layer in backbone._flatten_layers()]
+    # conv_b (3*3*4*4 + 4) is the top layer, then BatchNorm (stays frozen), then conv_a
+    # (3*3*3*4 + 4).
+    assert freezing.frozen_params_in_top(backbone, 1) == 148
+    assert freezing.frozen_params_in_top(backbone, -1) == 148 + 112
+    assert [layer.trainable for layer in backbone._flatten_layers()] == flags
+    assert not backbone.trainable_weights
 
 
 def test_read_history_keeps_the_last_row_of_a_repeated_epoch(tmp_path):
     (tmp_path / "history.csv").write_text(
         "epoch,accuracy,loss\n0,0.5,1.0\n1,0.6,0.9\nepoch,accuracy,loss\n1,0.7,0.8\n2,0.8,0.7\n")
-    assert trainer_lib.read_history(str(tmp_path)) == {"accuracy": [0.5, 0.7, 0.8], "loss": [1.0, 0.8, 0.7]}
+    assert read_history(str(tmp_path)) == {"accuracy": [0.5, 0.7, 0.8], "loss": [1.0, 0.8, 0.7]}
 
 
 def test_history_records_the_learning_rate_of_each_phase(tmp_path):
     config = TrainConfig(epochs=2, fine_tune_epochs=1, unfreeze_top=-1, batch_size=16,
                          lr_schedule="constant", learning_rate=0.01, fine_tune_learning_rate=0.001)
-    trainer_lib.Trainer(config, str(tmp_path)).fit(model_fn(), data(), data(seed=1))
-    np.testing.assert_allclose(trainer_lib.read_history(str(tmp_path))["learning_rate"],
+    trainer = trainer_lib.Trainer(config, str(tmp_path))
+    fit(trainer, model_fn(), data(), data(seed=1))
+    np.testing.assert_allclose(read_history(str(tmp_path))["learning_rate"],
                                [0.01, 0.01, 0.001], rtol=1e-6)
 
 
@@ -213,4 +259,4 @@ def test_tensorboard_gets_one_summary_per_epoch(tmp_path):
 
 def test_epoch_tensorboard_refuses_batch_summaries(tmp_path):
     with pytest.raises(ValueError, match="logs epochs only"):
-        trainer_lib.EpochTensorBoard(str(tmp_path), update_freq="batch")
+        callbacks.EpochTensorBoard(str(tmp_path), update_freq="batch")

@@ -10,7 +10,7 @@ import pytest
 from projects.translation.project import PROJECT
 from tests.conftest import REPO, smoke_train
 from tf_finetune.cli import main
-from tf_finetune.trainer import read_history
+from tf_finetune.run_dir import read_history
 
 SENTENCES = ["I love you.", "Tom is my friend.", "Where is the station?", "Ünïcödé → 漢字", ""]
 SMOKE_ACCURACY = 0.30  # next-character accuracy after 8 short epochs on 2,000 pairs

@@ -21,9 +21,12 @@ import typing
 from tf_finetune.errors import UserError
 
 
-# The names `tf_finetune.schedules.build_schedule` takes (kept here: configs load without TF).
+# The names the training code takes, kept here (the one list of each) so that configs and
+# `--help` load without TensorFlow: `tf_finetune.training.schedules.build_schedule`,
+# `optimizers.make_optimizer`, `strategy.choose_strategy`.
 LR_SCHEDULES = ("constant", "linear", "exponential", "cosine", "cosine_restarts")
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")  # built by tf_finetune.optimizers
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
 
 
 def option(default, help, choices=None):
@@ -44,7 +47,7 @@ class TrainConfig:
         "auto",
         "tf.distribute strategy: auto picks TPU when configured, multi_worker when TF_CONFIG "
         "is set, mirrored with more than one GPU, else default.",
-        ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu"),
+        STRATEGIES,
     )
     mixed_precision: bool = option(
         False, "Compute in mixed_float16 (GPU) with float32 variables and outputs."

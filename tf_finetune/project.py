@@ -2,13 +2,16 @@
 
 A project package (`projects/<name>/`) builds one `Project` and runs
 `tf_finetune.cli.main(PROJECT)`; it never writes its own training loop, checkpointing or
-export code.
+export code. Its functions may be given as `lazy("package.module:function")`, so that
+`--help` and bad flags are answered without importing TensorFlow.
 """
 
 import dataclasses
+import importlib
 import typing
 
-from tf_finetune.classification import ClassificationTask
+from tf_finetune.tasks import ClassificationTask
+from tf_finetune.tasks import Task
 
 
 @dataclasses.dataclass
@@ -39,6 +42,11 @@ class Data:
     augmentation: typing.Any = None
 
 
+def no_backbone(model):
+    """`Project.backbone` of a project whose models have no pretrained part."""
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class Project:
     """A project's contract with the shared CLI and trainer.
@@ -56,9 +64,13 @@ class Project:
             paths -> encoded bytes).
         synthetic_inputs: `(config) -> list of raw values` used to verify an export when the
             recorded examples are no longer on disk.
+        backbone: `(model) -> keras layer or None`: the pretrained part of a model that
+            `build_model` made, which the fine-tune phase unfreezes (`--unfreeze-top` counts
+            its layers). None when the model has no pretrained part: it then trains in one
+            phase.
         task: what the model outputs, and so how the CLI compiles, reports, exports and
-            prints predictions; `ClassificationTask()` by default (see
-            `tf_finetune.classification` for the methods a task has).
+            prints predictions (a `tf_finetune.tasks.Task`); `ClassificationTask()` by
+            default.
     """
 
     name: str
@@ -69,7 +81,31 @@ class Project:
     preprocess: typing.Callable
     read_inputs: typing.Callable
     synthetic_inputs: typing.Callable
-    task: typing.Any = dataclasses.field(default_factory=ClassificationTask)
+    backbone: typing.Callable = no_backbone
+    task: Task = dataclasses.field(default_factory=ClassificationTask)
+
+
+class lazy:  # noqa: N801 (used like a function)
+    """A function named `"package.module:function"`, imported when first called.
+
+    Project packages use it for everything that needs TensorFlow, so that importing a
+    project (for `--help`, or to reject a bad flag) stays fast.
+    """
+
+    def __init__(self, target):
+        module, _, name = target.partition(":")
+        if not module or not name:
+            raise ValueError(f"Expected 'package.module:function'. Received: {target!r}")
+        self.target = target
+        self._module, self._name, self._function = module, name, None
+
+    def __call__(self, *args, **kwargs):
+        if self._function is None:
+            self._function = getattr(importlib.import_module(self._module), self._name)
+        return self._function(*args, **kwargs)
+
+    def __repr__(self):
+        return f"lazy({self.target!r})"
 
 
 def pick_examples(inputs, labels, n):

@@ -8,7 +8,7 @@ from tf_finetune.config import LR_SCHEDULES
 from tf_finetune.config import OPTIMIZERS
 from tf_finetune.config import option
 from tf_finetune.errors import UserError
-from tf_finetune.text_data import TextDataConfig
+from tf_finetune.data.text_data import TextDataConfig
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,8 +2,8 @@
 batched by length (finely: a transformer's cost grows with every padding token); the model
 tokenizes inside the graph."""
 
-from tf_finetune import text_data
-from tf_finetune import text_dataset
+from tf_finetune.data import text_data
+from tf_finetune.data import text_dataset
 
 
 def load_data(config, data_dir=None):

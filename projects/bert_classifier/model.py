@@ -23,7 +23,7 @@ trains the layers above on its cached outputs. With nothing frozen
 import keras
 
 from tf_finetune.errors import UserError
-from tf_finetune.prefix_cache import FrozenPrefix
+from tf_finetune.models.frozen_prefix import FrozenPrefix
 
 from projects.bert_classifier import presets
 from projects.bert_classifier.layers import BertTokenize

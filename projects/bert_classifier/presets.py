@@ -15,7 +15,7 @@ resolves data:
 import json
 import os
 
-from tf_finetune import locate
+from tf_finetune.data import locate
 from tf_finetune.errors import UserError
 
 LOCAL_FORMS = (

@@ -1,19 +1,22 @@
-"""The bert_classifier project: config + data function + model factory for the shared CLI."""
+"""The bert_classifier project: config + data function + model factory for the shared CLI.
 
-from tf_finetune import text_data
+BERT trains in one phase (`--freeze-layers` chooses what learns), so the project names no
+backbone for a fine-tune phase to unfreeze.
+"""
+
+from tf_finetune.data import text_data
 from tf_finetune.project import Project
+from tf_finetune.project import lazy
 
-from projects.bert_classifier import data
 from projects.bert_classifier.config import BertConfig
-from projects.bert_classifier.model import build_model
 
 PROJECT = Project(
     name="bert_classifier",
     description="Fine-tune a pretrained BERT (keras-hub) on text classification (SST-2, IMDB, "
     "any CSV/TSV of texts and labels); exports a SavedModel that serves raw UTF-8 text.",
     config_class=BertConfig,
-    load_data=data.load_data,
-    build_model=build_model,
+    load_data=lazy("projects.bert_classifier.data:load_data"),
+    build_model=lazy("projects.bert_classifier.model:build_model"),
     preprocess=text_data.preprocess,
     read_inputs=text_data.read_inputs,
     synthetic_inputs=text_data.synthetic_inputs,

@@ -1,6 +1,6 @@
 import sys
 
-from tf_finetune.cli import main  # first: it quiets TensorFlow's C++ logging before TF loads
+from tf_finetune.cli import main
 from projects.plant_cnn.project import PROJECT
 
 sys.exit(main(PROJECT))

@@ -3,8 +3,8 @@
 import logging
 import os
 
-from tf_finetune import image_folder
-from tf_finetune import locate
+from tf_finetune.data import image_folder
+from tf_finetune.data import locate
 from tf_finetune.errors import UserError
 from tf_finetune.project import Data
 from tf_finetune.project import pick_examples

@@ -6,12 +6,15 @@ the model, so the exported SavedModel and `predict` need nothing but decoded pix
 
 import keras
 
-from tf_finetune import applications
-from tf_finetune import freezing
+from tf_finetune.models import applications
+from tf_finetune.models import freezing
+
+BACKBONE = "backbone"  # the name of the pretrained part, for `pretrained_backbone`
 
 
-def build_model(config, class_names):
-    num_classes = len(class_names)
+def build_model(config, data):
+    """The classifier for `config` over `data.class_names` (a `Data`, or anything with them)."""
+    num_classes = len(data.class_names)
     size = config.resolved_image_size()
     if config.backbone == "seed_cnn":
         return seed_cnn(size, num_classes)
@@ -20,6 +23,7 @@ def build_model(config, class_names):
     backbone, preprocess = applications.build_backbone(
         config.backbone, image_size=size, alpha=config.resolved_alpha(), weights=config.weights
     )
+    backbone.name = BACKBONE
     pretrained = config.weights not in ("none", None)
     if pretrained:
         # Phase 1 trains the head only; the trainer unfreezes the top for phase 2.
@@ -39,6 +43,15 @@ def build_model(config, class_names):
 
 def backbone_name(config):
     return config.backbone.lower()
+
+
+def pretrained_backbone(model):
+    """The `keras.applications` backbone of a model `build_model` made; None for seed_cnn.
+
+    It is what the fine-tune phase unfreezes. With `--weights none` it is trainable from the
+    start, so there is nothing to unfreeze and the run has one phase.
+    """
+    return next((layer for layer in model.layers if layer.name == BACKBONE), None)
 
 
 def seed_cnn(size, num_classes):

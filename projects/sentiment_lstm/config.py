@@ -6,7 +6,7 @@ import typing
 from tf_finetune.config import flag_name
 from tf_finetune.config import option
 from tf_finetune.errors import UserError
-from tf_finetune.text_data import TextDataConfig
+from tf_finetune.data.text_data import TextDataConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,7 +59,7 @@ class SentimentConfig(TextDataConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        for name in ("max_length", "embedding_dim", "lstm_units"):
+        for name in ("embedding_dim", "lstm_units"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{flag_name(name)} must be positive. Received: {name}={getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:

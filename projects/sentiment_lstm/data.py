@@ -1,7 +1,7 @@
 """Data for sentiment_lstm: a CSV/TSV table of texts and labels (or TFDS online), split,
 batched by length, optionally augmented; the training texts also build the vocabulary."""
 
-from tf_finetune import text_data
+from tf_finetune.data import text_data
 
 
 def load_data(config, data_dir=None):

@@ -17,9 +17,9 @@ import logging
 
 import keras
 
-from tf_finetune import freezing
-from tf_finetune import trainer
 from tf_finetune.errors import UserError
+from tf_finetune.models import freezing
+from tf_finetune.run_dir import load_run
 
 from projects.sentiment_lstm.layers import BinaryToCategorical
 from projects.sentiment_lstm.layers import MaskedGlobalMaxPooling1D
@@ -30,6 +30,7 @@ from projects.sentiment_lstm.layers import standardize_seed
 logger = logging.getLogger(__name__)
 # Settings that define the encoder; with --init-from they come from that run.
 ENCODER_SETTINGS = ("model", "vocab_size", "max_length", "embedding_dim", "lstm_units")
+ENCODER = "backbone"  # the encoder's name in the classifier, for `encoder`
 
 
 def build_model(config, data):
@@ -96,18 +97,26 @@ def build_encoder(config, texts):
             keras.layers.LSTM(config.lstm_units, return_sequences=True), name="lstm"
         )(x)  # (B, T, 2 * units), masked
         x = MaskedGlobalMaxPooling1D(name="pool")(x)  # (B, 2 * units)
-    return keras.Model(inputs, x, name="backbone")
+    return keras.Model(inputs, x, name=ENCODER)
 
 
 def load_encoder(run_dir, config):
     """The trained `backbone` of another sentiment_lstm run (vocabulary and weights)."""
-    source, _, model = trainer.load_run(run_dir, "sentiment_lstm", type(config), flag="--init-from")
+    source, _, model = load_run(run_dir, "sentiment_lstm", type(config), flag="--init-from")
     differ = [k for k in ENCODER_SETTINGS if getattr(source, k) != getattr(config, k)]
     if differ:
         logger.warning(
             "--init-from: the encoder comes from %s, so its %s are used, not this run's.",
             run_dir, ", ".join(f"{k}={getattr(source, k)!r}" for k in differ),
         )
-    backbone = model.get_layer("backbone")
+    backbone = encoder(model)
     logger.info("Encoder initialised from %s (%s).", run_dir, freezing.format_trainable_summary(backbone))
     return backbone
+
+
+def encoder(model):
+    """The encoder (vocabulary, embedding, LSTM) of a classifier `build_model` made.
+
+    It is what `--freeze` keeps frozen and the fine-tune phase unfreezes.
+    """
+    return model.get_layer(ENCODER)

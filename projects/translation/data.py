@@ -18,7 +18,7 @@ import typing
 
 import numpy as np
 
-from tf_finetune import locate
+from tf_finetune.data import locate
 from tf_finetune.errors import UserError
 from tf_finetune.project import Data
 
@@ -153,7 +153,7 @@ def make_dataset(pairs, target_vocabulary, config, shuffle=False):
     """
     import tensorflow as tf
 
-    from tf_finetune import text_dataset
+    from tf_finetune.data import text_dataset
 
     target_ids = text.lookup(target_vocabulary, target=True)
     max_chars = config.max_target_length - 1  # room for the start / end mark

@@ -1,11 +1,13 @@
-"""The translation project: config + data function + model factory + task for the shared CLI."""
+"""The translation project: config + data function + model factory + task for the shared CLI.
 
-from tf_finetune import text_data
+The translator trains from scratch in one phase, so the project names no backbone.
+"""
+
+from tf_finetune.data import text_data
 from tf_finetune.project import Project
+from tf_finetune.project import lazy
 
-from projects.translation import data
 from projects.translation.config import TranslationConfig
-from projects.translation.model import build_model
 from projects.translation.task import TranslationTask
 
 
@@ -20,8 +22,8 @@ PROJECT = Project(
     "LSTM encoder-decoder, BLEU on held-out sentences; exports a SavedModel that translates "
     "raw English strings.",
     config_class=TranslationConfig,
-    load_data=data.load_data,
-    build_model=build_model,
+    load_data=lazy("projects.translation.data:load_data"),
+    build_model=lazy("projects.translation.model:build_model"),
     preprocess=text_data.preprocess,  # the model reads raw English itself
     read_inputs=text_data.read_inputs,
     synthetic_inputs=synthetic_inputs,

@@ -14,7 +14,7 @@ import json
 import os
 import time
 
-from tf_finetune import metrics
+from tf_finetune import files
 
 BATCH = 128
 
@@ -30,12 +30,23 @@ class TranslationTask:
             "weighted_metrics": ["accuracy"],
         }
 
-    def write_previews(self, data, run_dir):
-        pass
+    def write_previews(self, data, run_dir, count=5):
+        """Before training: `preview.txt`, a few training pairs as the model is fed them
+        (English as read, the Chinese ids in and out, the weights that mask padding)."""
+        inputs, target_out, weights = next(iter(data.train))
+        lines = [f"{len(data.source_vocabulary)} English words and {len(data.target_vocabulary)} "
+                 "Chinese characters in the training vocabularies; ids 0-3 are padding, "
+                 "out-of-vocabulary, start and end.", ""]
+        for i in range(min(count, len(target_out))):
+            lines += [f"english:    {inputs['source'][i].numpy().decode('utf-8')}",
+                      f"target_in:  {inputs['target_in'][i].numpy().tolist()}",
+                      f"target_out: {target_out[i].numpy().tolist()}",
+                      f"weights:    {weights[i].numpy().astype(int).tolist()}", ""]
+        files.atomic_write_bytes("\n".join(lines).encode("utf-8"), os.path.join(run_dir, "preview.txt"))
 
     def write_report(self, model, data, out_dir, *, history=None, phase_boundaries=(), extra=None,
                      num_examples=10):
-        from tf_finetune import plots
+        from tf_finetune.reporting import plots
 
         os.makedirs(out_dir, exist_ok=True)
         sources, references = data.test
@@ -61,7 +72,7 @@ class TranslationTask:
             f.write("english\ttranslation\treferences\n")
             for s, t, r in zip(sources, kept, references):
                 f.write(f"{s}\t{t}\t{' | '.join(r)}\n")
-        metrics.write_json(report, os.path.join(out_dir, "metrics.json"))
+        files.write_json(report, os.path.join(out_dir, "metrics.json"))
         if history:
             plots.plot_training_curves(history, os.path.join(out_dir, "training_curves.png"),
                                        phase_boundaries=phase_boundaries)
@@ -90,7 +101,7 @@ class TranslationTask:
         return serve
 
     def export(self, model, *, preprocess, record, export_dir, examples):
-        from tf_finetune import export
+        from tf_finetune.serving import saved_model
 
         serve = self.serving_fn(model, preprocess, record)
 
@@ -98,7 +109,7 @@ class TranslationTask:
             import tensorflow as tf
 
             inputs = tf.constant(list(examples))
-            served = export.load_saved_model(path).signatures[export.SIGNATURE](inputs)["translation"]
+            served = saved_model.load_saved_model(path).signatures[saved_model.SIGNATURE](inputs)["translation"]
             expected = serve(inputs)["translation"]
             different = int(tf.reduce_sum(tf.cast(tf.not_equal(served, expected), tf.int32)))
             if different:
@@ -108,7 +119,7 @@ class TranslationTask:
                 )
             return 0.0
 
-        return export.export_serving(model, serve, export_dir=export_dir, verify=verify)
+        return saved_model.export_serving(model, serve, export_dir=export_dir, verify=verify)
 
     def format_predictions(self, names, outputs, as_json=False):
         lines = []

@@ -13,11 +13,11 @@ import logging
 import os
 import typing
 
-from tf_finetune import locate
-from tf_finetune import text_table
 from tf_finetune.config import TrainConfig
 from tf_finetune.config import flag_name
 from tf_finetune.config import option
+from tf_finetune.data import locate
+from tf_finetune.data import text_table
 from tf_finetune.errors import UserError
 from tf_finetune.project import Data
 from tf_finetune.project import pick_examples
@@ -55,12 +55,17 @@ class TextDataConfig(TrainConfig):
         "Class names in label order, for integer labels (default for sst2: negative positive; "
         "string labels name themselves).",
     )
+    max_length: int = option(
+        128, "Tokens kept per text; batches group texts by length up to this (longer ones share the last group)."
+    )
     # === Text augmentation (off by default) ===
     word_deletion: float = option(0.0, "Training only: delete each word with this probability.")
     word_swap: float = option(0.0, "Training only: swap max(1, round(rate * words)) random word pairs per text.")
 
     def __post_init__(self):
         super().__post_init__()
+        if self.max_length < 1:
+            raise UserError(f"--max-length must be positive. Received: max_length={self.max_length}")
         for name in ("word_deletion", "word_swap"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise UserError(
@@ -108,7 +113,7 @@ def make_data(config, train, val, source, info, *, adapt=False, **batching):
     """
     import tensorflow as tf
 
-    from tf_finetune import text_dataset
+    from tf_finetune.data import text_dataset
 
     batching = dict(batch_size=config.batch_size, max_length=config.max_length, **batching)
     return Data(
@@ -134,7 +139,7 @@ def make_augmentation(config):
     """Random word deletion / swap on training batches, or None when both are off."""
     if not (config.word_deletion or config.word_swap):
         return None
-    from tf_finetune.text_augmentation import TextAugmentation
+    from tf_finetune.augmentation.text_augmentation import TextAugmentation
 
     return TextAugmentation(word_deletion=config.word_deletion, word_swap=config.word_swap, seed=config.seed)
 

@@ -16,11 +16,10 @@ import os
 
 import tensorflow as tf
 
+from tf_finetune.config import STRATEGIES as STRATEGY_NAMES
 from tf_finetune.errors import UserError
 
 logger = logging.getLogger(__name__)
-
-STRATEGY_NAMES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
 
 # Environment variables that say a TPU is attached (checked without any network call):
 # TPU_NAME (Cloud TPU node / GKE), COLAB_TPU_ADDR (Colab), TPU_ACCELERATOR_TYPE (TPU VMs).

@@ -6,7 +6,7 @@ random swap (RS). They run on raw strings, eagerly or inside a `tf.data` pipelin
 a model whose first layer is `keras.layers.TextVectorization`:
 
 ```python
-from tf_finetune.text_augmentation import TextAugmentation
+from tf_finetune.augmentation.text_augmentation import TextAugmentation
 
 aug = TextAugmentation(word_deletion=0.1, word_swap=0.1, seed=0)
 train = (

@@ -23,7 +23,7 @@ import logging
 import os
 import random
 
-from tf_finetune import splits
+from tf_finetune.data import splits
 from tf_finetune.errors import UserError
 
 logger = logging.getLogger(__name__)

@@ -16,7 +16,7 @@ Steps are optimizer steps (`optimizer.iterations`), counted from 0.
 import keras
 from keras import ops
 
-SCHEDULE_NAMES = ("constant", "linear", "exponential", "cosine", "cosine_restarts")
+from tf_finetune.config import LR_SCHEDULES as SCHEDULE_NAMES
 
 
 @keras.saving.register_keras_serializable(package="tf_finetune")

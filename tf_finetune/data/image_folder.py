@@ -20,7 +20,7 @@ import logging
 import os
 import random
 
-from tf_finetune import splits
+from tf_finetune.data import splits
 from tf_finetune.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -270,12 +270,14 @@ def batch_images(ds, *, batch_size, shuffle=False, seed=None, augmentation=None,
     ds = ds.batch(batch_size)
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), tf.cast(y, tf.int32)), num_parallel_calls=autotune)
     if augmentation is not None and seed is not None and _takes_seed(augmentation):
+        from tf_finetune.augmentation.seeds import int32_seed
+
         # One seed per batch, from a stream that is seeded and moves on every epoch like the
         # shuffle: each batch's augmentation is then the same in every run, whichever thread
-        # of the parallel map computes it (see "Randomness" in tf_finetune.augmentation).
+        # of the parallel map computes it (see "Randomness" in docs/augmentation.md).
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip(ds, seeds).map(
-            lambda batch, pair: (augmentation(batch[0], training=True, seed=_int32_seed(pair)), batch[1]),
+            lambda batch, pair: (augmentation(batch[0], training=True, seed=int32_seed(pair)), batch[1]),
             num_parallel_calls=autotune,
         )
     elif augmentation is not None:
@@ -289,9 +291,3 @@ def _takes_seed(augmentation):
     from tf_finetune.augmentation import ImageAugmentation
 
     return isinstance(augmentation, ImageAugmentation)
-
-
-def _int32_seed(pair):
-    import tensorflow as tf
-
-    return tf.cast(pair % (2**31 - 1), tf.int32)

@@ -1,8 +1,7 @@
 """ImageNet backbones from `keras.applications`, by name, with offline weights.
 
 `build_backbone("mobilenet_v2", image_size=224, alpha=0.35, weights="imagenet")` returns the
-no-top model named `backbone` (so freezing and phase-2 fine-tuning can find it) and the
-matching `ApplicationPreprocess` layer, which applies the application's own
+no-top model and the matching `ApplicationPreprocess` layer, which applies the application's own
 `preprocess_input` inside the model: the model takes RGB floats in [0, 255].
 
 `weights` is `"imagenet"`, `"none"` or a weights file. For `"imagenet"` the Keras file is
@@ -15,7 +14,7 @@ import os
 
 import keras
 
-from tf_finetune import locate
+from tf_finetune.data import locate
 from tf_finetune.errors import UserError
 
 # Short names -> keras.applications constructor names. Any constructor name works too.
@@ -106,7 +105,7 @@ def _offline_message(ctor, alpha, described):
 
 
 def build_backbone(name, *, image_size, alpha=1.0, weights="imagenet"):
-    """Builds a no-top `keras.applications` backbone named "backbone".
+    """Builds a no-top `keras.applications` backbone.
 
     Returns:
         (backbone, preprocess_layer)
@@ -148,5 +147,4 @@ def build_backbone(name, *, image_size, alpha=1.0, weights="imagenet"):
             f"--weights {source} could not be loaded into {described}: {reason[:160]}. Pass weights "
             "saved from the same architecture and width."
         ) from None
-    backbone.name = "backbone"
     return backbone, ApplicationPreprocess(ctor, name="preprocess")

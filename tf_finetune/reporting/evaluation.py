@@ -3,8 +3,9 @@
 Writes `metrics.json` (accuracy, per-class and macro precision/recall/F1, confusion matrix),
 `confusion_matrix.png` and `training_curves.png` into the run (or evaluation) directory and
 returns the report dict. For image data it also draws `misclassified.png` (the validation
-images the model got wrong, with the true and predicted class), and
-`write_augmentation_preview` draws `augmentation.png` (images beside augmented versions).
+images the model got wrong, with the true and predicted class). The previews show what
+training is fed: `augmentation.png` (images beside augmented versions) and `augmentation.txt`
+(texts beside augmented versions).
 """
 
 import logging
@@ -12,9 +13,10 @@ import os
 
 import numpy as np
 
-from tf_finetune import distributed
-from tf_finetune import metrics
-from tf_finetune import plots
+from tf_finetune import files
+from tf_finetune.reporting import metrics
+from tf_finetune.reporting import plots
+from tf_finetune.training import distributed
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +59,7 @@ def write_report(model, dataset, class_names, out_dir, *, history=None, phase_bo
     report = metrics.classification_report(y_true, y_prob, list(class_names))
     if extra:
         report.update(extra)
-    metrics.write_json(report, os.path.join(out_dir, "metrics.json"))
+    files.write_json(report, os.path.join(out_dir, "metrics.json"))
     plots.plot_confusion_matrix(
         np.asarray(report["confusion_matrix"]), list(class_names),
         os.path.join(out_dir, "confusion_matrix.png"),
@@ -84,3 +86,18 @@ def write_augmentation_preview(augmentation, dataset, path, *, images=4, version
             for x in inputs]
     return plots.plot_image_grid(np.concatenate(rows), path, ncols=versions + 1,
                                  title="Augmentation: each row is an image, then augmented copies")
+
+
+def write_text_augmentation_preview(augmentation, texts, path, *, count=4, versions=3):
+    """Writes `count` of `texts`, each followed by `versions` augmented copies
+    (`augmentation(..., training=True)`), as UTF-8 lines."""
+    import tensorflow as tf
+
+    lines = []
+    for text in list(texts)[:count]:
+        lines.append(f"original:  {text}")
+        copies = augmentation(tf.constant([text] * versions), training=True).numpy()
+        lines.extend(f"augmented: {copy.decode('utf-8', 'replace')}" for copy in copies)
+        lines.append("")
+    files.atomic_write_bytes("\n".join(lines).encode("utf-8"), path)
+    return path

@@ -1,9 +1,7 @@
-"""The classification task: what the CLI does with a classifier around training.
+"""`ClassificationTask`: the `Task` of models that output class probabilities.
 
-A `Project` names its task; every project so far classifies (images or texts). A task
-supplies the parts of `train`, `evaluate`, `export` and `predict` that depend on what the
-model outputs: the loss and metrics, the run report, the SavedModel's serving function and
-how predictions are printed. (`projects/translation` has the other task, `TranslationTask`.)
+Images or texts in, probabilities out: accuracy and F1 reports, SavedModels that return
+`probabilities` and `labels`. Three of the four projects use it.
 """
 
 import json
@@ -18,37 +16,43 @@ class ClassificationTask:
         return {}
 
     def write_previews(self, data, run_dir):
-        """Before training: `augmentation.png` when the data has an image augmentation."""
-        shape = getattr(data.val.element_spec[0], "shape", None)  # images: (batch, H, W, C)
-        if data.augmentation is not None and shape is not None and shape.rank == 4:
-            from tf_finetune import evaluation
+        """Before training, when the training data is augmented: validation inputs beside
+        augmented copies, `augmentation.png` for images, `augmentation.txt` for texts."""
+        if data.augmentation is None:
+            return
+        from tf_finetune.reporting import evaluation
 
+        spec = data.val.element_spec[0]
+        if spec.dtype.name == "string":
+            evaluation.write_text_augmentation_preview(data.augmentation, data.examples,
+                                                       os.path.join(run_dir, "augmentation.txt"))
+        elif spec.shape.rank == 4:  # images: (batch, H, W, C)
             evaluation.write_augmentation_preview(data.augmentation, data.val,
                                                   os.path.join(run_dir, "augmentation.png"))
 
     def write_report(self, model, data, out_dir, *, history=None, phase_boundaries=(), extra=None):
         """Evaluates on `data.val`; writes metrics.json and the plots (for images also the
         misclassified ones); returns the report."""
-        from tf_finetune import evaluation
+        from tf_finetune.reporting import evaluation
 
         return evaluation.write_report(model, data.val, data.class_names, out_dir, history=history,
                                        phase_boundaries=phase_boundaries, extra=extra)
 
     def format_report(self, report):
-        from tf_finetune import metrics
+        from tf_finetune.reporting import metrics
 
         return metrics.format_report(report)
 
     def serving_fn(self, model, preprocess, record):
         """`fn(1-D tf.string) -> {"probabilities", "labels"}`, as exported."""
-        from tf_finetune import export
+        from tf_finetune.serving import saved_model
 
-        return export.classifier_serving(model, preprocess, record["class_names"])
+        return saved_model.classifier_serving(model, preprocess, record["class_names"])
 
     def export(self, model, *, preprocess, record, export_dir, examples):
-        from tf_finetune import export
+        from tf_finetune.serving import saved_model
 
-        return export.export_classifier(model, preprocess=preprocess, class_names=record["class_names"],
+        return saved_model.export_classifier(model, preprocess=preprocess, class_names=record["class_names"],
                                         export_dir=export_dir, examples=examples)
 
     def format_predictions(self, names, outputs, as_json=False):

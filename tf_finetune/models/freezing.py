@@ -154,6 +154,31 @@ def unfreeze_top(model, n, keep_batchnorm_frozen=True):
     return sum(1 for layer in model.layers if layer.trainable)
 
 
+def frozen_params_in_top(model, n, keep_batchnorm_frozen=True):
+    """How many parameters `unfreeze_top(model, n)` would make trainable that are frozen now.
+
+    The model is left exactly as it was. 0 means unfreezing the top `n` layers would train
+    nothing new (e.g. a backbone that was never frozen, because it has no pretrained weights).
+
+    Args:
+        model: a `keras.Model`.
+        n: as for `unfreeze_top` (-1 or None: all layers).
+        keep_batchnorm_frozen: as for `unfreeze_top`.
+    """
+    _check_model(model, "frozen_params_in_top")
+    before = {id(w) for w in model.trainable_weights}
+    # `_all_layers` lists a layer before its sublayers, so restoring in that order puts every
+    # flag back, whatever the recursive setter did to the sublayers first.
+    flags = [(layer, layer.trainable) for layer in _all_layers(model)]
+    try:
+        unfreeze_top(model, n, keep_batchnorm_frozen=keep_batchnorm_frozen)
+        newly = [w for w in model.trainable_weights if id(w) not in before]
+    finally:
+        for layer, flag in flags:
+            layer.trainable = flag
+    return sum(int(np.prod(w.shape)) for w in newly)
+
+
 def _own_weights(layer):
     """Weights that belong to `layer` itself, not to one of its sublayers."""
     sub_ids = {

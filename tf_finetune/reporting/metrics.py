@@ -1,9 +1,9 @@
-"""Classification report, its text table, and atomic JSON writing (`metrics.json`).
+"""Classification report and its text table (the numbers in `metrics.json`).
 
 `classification_report` turns labels and predictions into a plain, JSON-serialisable dict:
 accuracy, per-class precision / recall / F1 / support, macro and weighted averages and the
 confusion matrix (from `tf.math.confusion_matrix`). `format_report` renders that dict as a
-fixed-width table like scikit-learn's text report, and `write_json` saves it atomically.
+fixed-width table like scikit-learn's text report.
 
 Zero division: a ratio whose denominator is zero is reported as 0.0, never NaN. So a class
 that is never predicted has precision 0.0, a class with no examples has recall 0.0, and
@@ -11,12 +11,7 @@ either gives F1 0.0. Macro averages include every class in `class_names`, also t
 no examples (as scikit-learn does with `labels=` and `zero_division=0`).
 """
 
-import json
-import pathlib
-
 import numpy as np
-
-from tf_finetune import files
 
 
 def classification_report(y_true, y_pred, class_names):
@@ -44,7 +39,7 @@ def classification_report(y_true, y_pred, class_names):
         ValueError: empty or duplicate `class_names`, shapes that don't match, non-integer
             labels, or class ids outside `[0, C)`.
     """
-    import tensorflow as tf  # Imported here so `format_report` / `write_json` stay light.
+    import tensorflow as tf  # Imported here so `format_report` stays light.
 
     class_names = _check_class_names(class_names)
     num_classes = len(class_names)
@@ -164,31 +159,6 @@ def format_report(report, *, digits=4):
     return "\n".join(line.rstrip() for line in lines)
 
 
-def write_json(data, path):
-    """Write `data` as JSON (indent 2) to `path` atomically, creating parent directories.
-
-    The JSON goes to a temporary file in the same directory, which then replaces `path` with
-    `os.replace`, so readers see either the old file or the complete new one, never a partial
-    write. NumPy scalars and arrays are converted to plain Python values. NaN / infinity are
-    written as Python's `json` module writes them (`NaN`, `Infinity`).
-
-    Args:
-        data: a JSON-serialisable value.
-        path: destination file (`str` or path-like).
-
-    Returns:
-        The destination as a `pathlib.Path`.
-
-    Raises:
-        TypeError: `data` holds a value JSON can't represent; `path` is left untouched.
-    """
-    path = pathlib.Path(path)
-    # Serialise first, so an unserialisable value fails before anything touches the disk.
-    text = json.dumps(data, indent=2, default=_to_builtin) + "\n"
-    files.atomic_write_bytes(text.encode("utf-8"), path)
-    return path
-
-
 def _check_class_names(class_names):
     """Return `class_names` as a list of str, or raise ValueError."""
     if isinstance(class_names, str):
@@ -238,16 +208,3 @@ def _safe_divide(numerator, denominator):
 def _fmt(value, digits):
     """Format a ratio with `digits` decimals; blank cells stay blank."""
     return "" if value == "" else f"{value:.{digits}f}"
-
-
-def _to_builtin(value):
-    """`json.dumps` fallback: NumPy scalars / arrays and tensors to plain Python values."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if hasattr(value, "numpy"):  # An eager tf.Tensor.
-        return _to_builtin(np.asarray(value.numpy()))
-    if isinstance(value, pathlib.PurePath):
-        return str(value)
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")

@@ -1,0 +1,102 @@
+"""The command line every project shares: the parser, logging, and exit statuses.
+
+```
+python -m projects.<name> train    [--data-dir DIR] [--output-dir RUN] [--epochs N] [--batch-size N]
+                                   [--config FILE] [--export-dir DIR] [--smoke] [settings...]
+python -m projects.<name> evaluate --run-dir RUN [--data-dir DIR]
+python -m projects.<name> export   --run-dir RUN [--export-dir DIR]
+python -m projects.<name> predict  --model RUN_OR_SAVEDMODEL INPUT...
+```
+
+Problems a user can fix print one `error: ...` line and exit with status 2. Nothing here
+imports TensorFlow: `--help` and bad flags are answered at once, and each command loads
+TensorFlow when it needs it (`tensorflow_logs.load_tensorflow`).
+"""
+
+import argparse
+import logging
+import os
+import sys
+
+from tf_finetune import config as config_lib
+from tf_finetune.cli import commands
+from tf_finetune.errors import UserError
+
+OUR_LOGGERS = ("tf_finetune", "projects")
+
+
+def main(project, argv=None):
+    """Runs the CLI for `project` (a `tf_finetune.project.Project`); returns the exit status."""
+    args = build_parser(project).parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return commands.COMMANDS[args.command](project, args) or 0
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted; re-run the same command to resume.", file=sys.stderr)
+        return 130
+
+
+def build_parser(project):
+    parser = argparse.ArgumentParser(prog=f"python -m projects.{project.name}", description=project.description)
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true",
+                        help="Also show TensorFlow's start-up and INFO logs, and debug lines.")
+
+    train = subparsers.add_parser("train", parents=[common], help="Train (fine-tune) a model into a run directory.")
+    train.add_argument("--data-dir", help="Data folder (default: $TF_FINETUNE_DATA/<dataset>, else the online source).")
+    train.add_argument("--output-dir", help=f"Run directory (default: runs/{project.name}/<timestamp>). Re-running with the same one resumes.")
+    train.add_argument("--config", help="JSON or TOML file of settings (keys as below, with underscores).")
+    train.add_argument("--export-dir", help=f"Also export a new numbered SavedModel version here (e.g. saved_models/{project.name}).")
+    train.add_argument("--smoke", action="store_true", help="Shrink the run to seconds: a few examples per class, one or a few epochs per phase.")
+    config_lib.add_config_flags(train, project.config_class)
+
+    evaluate = subparsers.add_parser("evaluate", parents=[common], help="Print per-class metrics of a run's best model.")
+    evaluate.add_argument("--run-dir", required=True, help="A run directory written by train.")
+    evaluate.add_argument("--data-dir", help="Evaluate on the validation split of this data instead of the run's.")
+
+    export = subparsers.add_parser("export", parents=[common], help="Export a run's best model as a SavedModel that serves raw inputs.")
+    export.add_argument("--run-dir", required=True, help="A run directory written by train.")
+    export.add_argument("--export-dir", default=os.path.join("saved_models", project.name),
+                        help="Folder of numbered versions (default: %(default)s).")
+
+    predict = subparsers.add_parser("predict", parents=[common], help="Predict (classify, translate) with a run or an exported SavedModel.")
+    predict.add_argument("--model", required=True, help="A run directory, a SavedModel, or a folder of SavedModel versions (latest used).")
+    predict.add_argument("--json", action="store_true", help="Print one JSON object per input.")
+    predict.add_argument("inputs", nargs="+", metavar="INPUT", help="Inputs: image files, or texts (@FILE: one text per line).")
+    return parser
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever `sys.stderr` is at the time (it may be swapped, e.g. by pytest)."""
+
+    def __init__(self):
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+        self.verbose = False
+        # Our own INFO lines, and warnings from everyone; TF's INFO chatter stays hidden.
+        self.addFilter(lambda r: self.verbose or r.levelno >= logging.WARNING
+                       or r.name.split(".")[0] in OUR_LOGGERS)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
+def _setup_logging(verbose=False):
+    """Shows progress lines on stderr; installed once, loggers keep propagating."""
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if isinstance(h, _StderrHandler)), None)
+    if handler is None:
+        handler = _StderrHandler()
+        root.addHandler(handler)
+    handler.verbose = verbose
+    for name in OUR_LOGGERS:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.INFO)

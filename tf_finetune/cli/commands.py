@@ -1,0 +1,154 @@
+"""The four commands: `train`, `evaluate`, `export`, `predict`.
+
+Each takes the `Project` and the parsed arguments. Everything that can reject the input runs
+before anything is written; TensorFlow is loaded only once the command needs it.
+"""
+
+import datetime
+import logging
+import os
+import shutil
+import sys
+import time
+
+from tf_finetune import config as config_lib
+from tf_finetune import files
+from tf_finetune.cli.tensorflow_logs import load_tensorflow
+from tf_finetune.errors import UserError
+from tf_finetune.run_dir import RunDir
+from tf_finetune.run_dir import load_run
+
+logger = logging.getLogger("tf_finetune")
+
+
+def train(project, args):
+    config = config_lib.build_config(
+        project.config_class,
+        file=args.config,
+        smoke=args.smoke,
+        overrides=config_lib.overrides_from_args(project.config_class, args),
+    )
+    run = RunDir(args.output_dir or os.path.join(
+        "runs", project.name, datetime.datetime.now().strftime("%Y%m%d-%H%M%S")))
+    if run.check_resumable(project.name, config):
+        logger.info("Resuming the run in %s.", run.path)
+    if args.export_dir:
+        files.check_writable_folder(args.export_dir, "--export-dir", "the versions")
+    load_tensorflow(args.verbose)
+    from tf_finetune.training import Trainer
+
+    trainer = Trainer(config, run.path)  # before any TensorFlow op: see its strategy
+    try:
+        _train(project, args, config, trainer)
+    finally:
+        if not trainer.is_chief:  # a worker's own copies of what the chief writes
+            shutil.rmtree(trainer.out_dir, ignore_errors=True)
+
+
+def _train(project, args, config, trainer):
+    from tf_finetune.training.strategy import describe_strategy
+
+    # Only the chief of a multi-worker cluster writes to the run directory and the export
+    # folder; the others do the same work (collectives need every worker) into `trainer.out`.
+    data = project.load_data(config, args.data_dir)
+    classes = f", {len(data.class_names)} classes" if data.class_names else ""
+    logger.info("Data: %s%s; %s", data.source, classes, data.info)
+    model = trainer.build_model(lambda: project.build_model(config, data))
+
+    run = trainer.out
+    os.makedirs(run.path, exist_ok=True)
+    run.write_config(config)
+    run.write_record({
+        "project": project.name,
+        "data_dir": data.source,
+        "class_names": list(data.class_names),
+        "examples": list(data.examples),
+        "data": data.info,
+        "smoke": bool(args.smoke),
+        "strategy": describe_strategy(trainer.strategy),
+        "command": " ".join(sys.argv),
+    })
+    logger.info("Run directory: %s (%s)", run.path, describe_strategy(trainer.strategy))
+    project.task.write_previews(data, run.path)
+    start = time.time()
+    best = trainer.fit(model, data.train, data.val, backbone=project.backbone(model),
+                       **project.task.compile_args(config))
+    seconds = time.time() - start
+
+    report = project.task.write_report(
+        best, data, run.path,
+        history=run.read_history(),
+        phase_boundaries=run.phase_boundaries(),
+        extra={"train_seconds": round(seconds, 1), "data": data.info},
+    )
+    print(f"\nValidation metrics ({report['num_examples']} examples, trained in {seconds:.0f} s):")
+    print(project.task.format_report(report))
+    print(f"Run directory: {run.path}")
+    if args.export_dir:
+        export_dir = args.export_dir if trainer.is_chief else os.path.join(run.path, "exports")
+        path = _export(project, run, best, config, export_dir)
+        print(f"Exported: {path}")
+
+
+def evaluate(project, args):
+    load_tensorflow(args.verbose)
+    config, record, model = load_run(args.run_dir, project.name, project.config_class)
+    data = project.load_data(config, args.data_dir or record["data_dir"])
+    if list(data.class_names) != record["class_names"]:
+        raise UserError(
+            f"--data-dir classes {list(data.class_names)} differ from the run's "
+            f"{record['class_names']}: evaluate on data with the same classes."
+        )
+    out_dir = RunDir(args.run_dir).evaluation_dir
+    report = project.task.write_report(model, data, out_dir, extra={"data_dir": data.source})
+    print(f"Validation metrics on {data.source} ({report['num_examples']} examples):")
+    print(project.task.format_report(report))
+    print(f"Written: {os.path.join(out_dir, 'metrics.json')}")
+
+
+def export(project, args):
+    load_tensorflow(args.verbose)
+    config, record, model = load_run(args.run_dir, project.name, project.config_class)
+    path = _export(project, RunDir(args.run_dir), model, config, args.export_dir, record)
+    print(f"Exported: {path}")
+
+
+def _export(project, run, model, config, export_dir, record=None):
+    record = record or run.read_record()
+    try:
+        examples = project.read_inputs(record.get("examples", []))
+    except UserError:
+        examples = []
+    if not examples:
+        logger.info("The run's example inputs are gone; verifying the export on synthetic inputs.")
+        examples = project.synthetic_inputs(config)
+    return project.task.export(model, preprocess=project.preprocess(config), record=record,
+                               export_dir=export_dir, examples=examples)
+
+
+def predict(project, args):
+    load_tensorflow(args.verbose)
+    import tensorflow as tf
+
+    from tf_finetune.serving import saved_model
+
+    raw = project.read_inputs(args.inputs)
+    path = saved_model.find_saved_model(args.model)
+    if path:
+        outputs = saved_model.serve_saved_model(path, raw)
+    elif RunDir(args.model).exists():
+        config, record, model = load_run(args.model, project.name, project.config_class, flag="--model")
+        serve = project.task.serving_fn(model, project.preprocess(config), record)
+        outputs = {k: v.numpy() for k, v in serve(tf.constant(list(raw))).items()}
+    else:
+        raise UserError(
+            f"--model {os.path.abspath(args.model)} is not a SavedModel, a folder of numbered "
+            "SavedModel versions, or a run directory: pass one of these."
+        )
+    # An input may stand for several (e.g. @FILE of texts); then name each by its value.
+    names = list(args.inputs) if len(raw) == len(args.inputs) else [str(r) for r in raw]
+    for line in project.task.format_predictions(names, outputs, as_json=args.json):
+        print(line)
+
+
+COMMANDS = {"train": train, "evaluate": evaluate, "export": export, "predict": predict}
