@@ -1,48 +1,61 @@
-"""Shared fixtures: the real data in ../shared/data and tiny generated image folders."""
+"""Shared fixtures: the real data in ../shared/data and tiny generated image folders.
+
+The real data is `$TF_FINETUNE_DATA`, which defaults to ../shared/data beside the repo (set
+here, before any test imports the product, so a plain `python -m pytest` finds it). A test
+whose data is missing is skipped, except in CI (`CI=true` or `CI=1`), where it fails: there a
+missing data folder is a broken checkout, not a machine without the data.
+"""
 
 import os
 import socket
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import numpy as np
-import pytest
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_FINETUNE_DATA", os.path.join(os.path.dirname(REPO), "shared", "data"))
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 
 def shared_data_dir():
-    """$TF_FINETUNE_DATA, else ../shared/data beside the repo."""
-    root = os.environ.get("TF_FINETUNE_DATA") or os.path.join(REPO, "..", "shared", "data")
-    return os.path.abspath(root)
+    """The real data folder: $TF_FINETUNE_DATA (../shared/data beside the repo unless set)."""
+    return os.path.abspath(os.environ.get("TF_FINETUNE_DATA") or os.path.join(REPO, "..", "shared", "data"))
+
+
+def in_ci():
+    """Whether this is a CI run (`CI=true` or `CI=1`), where missing data is an error."""
+    return os.environ.get("CI", "").strip().lower() in ("true", "1")
+
+
+def require_data(*parts):
+    """The path `parts` under the real data folder; skips the test when it is missing
+    (fails it in CI). Every test that needs the real data comes through here."""
+    path = os.path.join(shared_data_dir(), *parts)
+    if not os.path.exists(path):
+        reason = (f"real data {path} not found: set TF_FINETUNE_DATA to the shared data folder "
+                  "(default ../shared/data beside the repo)")
+        if in_ci():
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    return path
+
+
+MINILM_PARTS = ("weights", "all-MiniLM-L6-v2")
+MINILM = os.path.join(shared_data_dir(), *MINILM_PARTS)  # bert_classifier's offline preset
 
 
 @pytest.fixture
 def shared_data():
-    root = shared_data_dir()
-    if not os.path.isdir(os.path.join(root, "plantvillage")):
-        pytest.skip(f"real data not found at {root}; set TF_FINETUNE_DATA")
-    return root
+    """The real data folder (skips, or fails in CI, when it has no plantvillage/)."""
+    require_data("plantvillage")
+    return shared_data_dir()
 
 
-def smoke_train(project, dataset, tmp_path_factory, *args, needs=()):
-    """`train --smoke` of `project` on the real `dataset` folder, with an export.
-
-    For the CLI tests' module fixtures. Skips when the dataset (or a folder in `needs`) is
-    missing; returns (data dir, run dir, export dir).
-    """
-    from tf_finetune.cli import main
-
-    data = os.path.join(shared_data_dir(), dataset)
-    missing = [path for path in (data, *needs) if not os.path.isdir(path)]
-    if missing:
-        pytest.skip(f"{', '.join(missing)} not found; set TF_FINETUNE_DATA")
-    out = tmp_path_factory.mktemp(project.name)
-    run_dir, export_dir = str(out / "run"), str(out / "exports")
-    status = main(project, ["train", "--smoke", "--data-dir", data, *args,
-                            "--output-dir", run_dir, "--export-dir", export_dir])
-    assert status == 0
-    return data, run_dir, export_dir
+@pytest.fixture
+def minilm():
+    """The offline all-MiniLM-L6-v2 preset folder (skips, or fails in CI, when missing)."""
+    return require_data(*MINILM_PARTS)
 
 
 def free_ports(n):

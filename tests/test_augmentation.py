@@ -12,9 +12,9 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from tests.conftest import require_data  # noqa: E402
+from tests.helpers import assert_saves_and_reloads  # noqa: E402
 from tf_finetune.augmentation import ImageAugmentation, RandomResizedCrop  # noqa: E402
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def images(batch=8, height=24, width=32, seed=0, low=0.0, high=255.0):
@@ -26,14 +26,6 @@ def in_tf_data(layer, x, batch_size=4, parallel=tf.data.AUTOTUNE):
     ds = tf.data.Dataset.from_tensor_slices(x).batch(batch_size)
     ds = ds.map(lambda b: layer(b, training=True), num_parallel_calls=parallel)
     return np.concatenate(list(ds.as_numpy_iterator()))
-
-
-def data_dir(name):
-    base = os.environ.get("TF_FINETUNE_DATA") or os.path.join(REPO_ROOT, "..", "shared", "data")
-    path = os.path.join(base, name)
-    if not os.path.isdir(path):
-        pytest.skip(f"no {name} data at {path}")
-    return path
 
 
 # ------------------------------------------------------------------- inference path
@@ -391,14 +383,7 @@ def test_saves_and_loads_inside_a_keras_model(tmp_path):
     model = keras.Model(inputs, outputs)
     model.compile(optimizer="sgd", loss="mse")
     model.fit(x, np.zeros((6, 2)), epochs=1, batch_size=3, verbose=0)  # training=True path
-    path = str(tmp_path / "model.keras")
-    model.save(path)
-    loaded = keras.models.load_model(path)
-    assert isinstance(loaded.layers[1], ImageAugmentation)
-    assert loaded.layers[1].get_config() == model.layers[1].get_config()
-    np.testing.assert_allclose(
-        loaded.predict(x, verbose=0), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6
-    )
+    assert_saves_and_reloads(model, x, tmp_path, rtol=1e-5, atol=1e-6, same_config_of=ImageAugmentation)
 
 
 def test_output_is_float32_under_mixed_precision():
@@ -440,7 +425,7 @@ def test_describe_and_repr_list_active_transforms():
         ("zca_epsilon", 1e-3, "remove"),
         ("preprocessing_function", lambda x: x, "dataset.map"),
         ("data_format", "channels_first", "transpose"),
-        ("validation_split", 0.2, "tf_finetune.image_folder.split"),
+        ("validation_split", 0.2, "tf_finetune.data.image_folder.split"),
         ("interpolation_order", 0, "bilinear"),
         ("dtype", "float16", "float32"),
     ],
@@ -504,7 +489,7 @@ def test_pixel_shift_larger_than_image_is_an_error():
 def test_works_through_make_dataset_on_real_images():
     from tf_finetune.data import image_folder
 
-    folder = image_folder.scan(data_dir("plantvillage"), max_per_class=1, seed=0)
+    folder = image_folder.scan(require_data("plantvillage"), max_per_class=1, seed=0)
     augmentation = ImageAugmentation(
         rescale=1 / 255, shear_range=0.2, zoom_range=0.2, horizontal_flip=True, seed=0
     )

@@ -23,10 +23,14 @@ import zlib
 import numpy as np
 import pytest
 
-from tests.conftest import shared_data_dir, write_image
-from tf_finetune.cli import main
-
-MINILM = os.path.join(shared_data_dir(), "weights", "all-MiniLM-L6-v2")
+from tests.conftest import MINILM
+from tests.conftest import MINILM_PARTS
+from tests.conftest import require_data
+from tests.conftest import shared_data_dir
+from tests.conftest import write_image
+from tests.helpers import assert_one_line_error
+from tests.helpers import call_cli
+from tests.helpers import error_lines
 # Seconds-long image runs: the seed CNN at 32 px, one epoch, no fine-tuning phase.
 TINY_IMAGES = ["--smoke", "--backbone", "seed_cnn", "--image-size", "32", "--epochs", "1",
                "--fine-tune-epochs", "0", "--batch-size", "4"]
@@ -347,8 +351,7 @@ def bert_missing_preset(c):
 
 
 def bert_zero_byte_preset_weights(c):
-    if not os.path.isdir(MINILM):
-        pytest.skip("MiniLM not found; set TF_FINETUNE_DATA")
+    require_data(*MINILM_PARTS)
     os.makedirs(c.path("preset"))
     for name in ("config.json", "vocab.txt"):
         shutil.copy(os.path.join(MINILM, name), c.path("preset", name))
@@ -535,29 +538,23 @@ def test_bad_input(project_name, build, expected, tmp_path, request, capfd, monk
     c = Ctx(tmp_path, request)
     argv = build(c)
     before = _tree(tmp_path)
-    capfd.readouterr()
 
-    status = main(project(project_name), argv)
+    result = call_cli(project(project_name), argv, capfd)
 
-    out, err = capfd.readouterr()
-    assert "Traceback" not in out + err
-    errors = [line for line in err.splitlines() if line.startswith("error:")]
     if isinstance(expected, Trains):
-        assert status == 0 and not errors, err[-3000:]
+        assert result.status == 0, result.err[-3000:]
+        assert "Traceback" not in result.out + result.err and not error_lines(result.err)
         with open(os.path.join(c.run, "run.json"), encoding="utf-8") as f:
             data = json.load(f)["data"]
         assert data["skipped"] == expected.skipped
         assert data["class_counts"] == expected.class_counts
         assert os.path.isfile(os.path.join(c.run, "checkpoints", "best.keras"))
         for reason, count in expected.skipped.items():  # and the log says so
-            assert f"{count} {reason}" in err, err[-3000:]
+            assert f"{count} {reason}" in result.err, result.err[-3000:]
         return
 
-    assert status == 2, err[-3000:]
-    assert len(errors) == 1, err[-3000:]
-    line = errors[0]
-    for fragment in getattr(expected, "fragments", expected):
-        assert fragment.format(tmp=tmp_path) in line, line
+    fragments = getattr(expected, "fragments", expected)
+    assert_one_line_error(result, *(fragment.format(tmp=tmp_path) for fragment in fragments))
     if isinstance(expected, FailsInTraining):
         assert not os.path.exists(os.path.join(c.run, "checkpoints", "best.keras"))
         assert not os.path.exists(os.path.join(c.run, "metrics.json"))

@@ -1,7 +1,5 @@
 """bert_classifier model: the rewired keras-hub BERT, in-graph tokenizing, freezing, the cache."""
 
-import os
-
 import keras
 import numpy as np
 import pytest
@@ -15,10 +13,18 @@ from tf_finetune.project import Data
 from tf_finetune.training import trainer as trainer_lib
 from tf_finetune.training.prefix_cache import PrefixCache
 
-from conftest import shared_data_dir
+from tests.conftest import MINILM
+from tests.conftest import MINILM_PARTS
+from tests.conftest import require_data
+from tests.helpers import assert_saves_and_reloads
 
-MINILM = os.path.join(shared_data_dir(), "weights", "all-MiniLM-L6-v2")
-pytestmark = pytest.mark.skipif(not os.path.isdir(MINILM), reason="MiniLM weights not in ../shared/data")
+
+@pytest.fixture(scope="module", autouse=True)
+def _needs_minilm():
+    """Every test here loads the offline MiniLM preset (skips, or fails in CI, without it)."""
+    require_data(*MINILM_PARTS)
+
+
 TEXTS = ["a gripping , funny and moving film .", "dull", "", "naïve but charming — très bien",
          "the plot is a mess and the acting is worse , a waste of two hours of anyone 's life ."]
 CLASSES = Data(train=None, val=None, class_names=("negative", "positive"), source="", examples=[])
@@ -144,9 +150,5 @@ def test_training_leaves_the_frozen_layers_bit_identical(tmp_path, cache):
 
 
 def test_the_model_saves_and_reloads_with_its_vocabulary(tmp_path, model):
-    model.save(tmp_path / "bert.keras")
-    loaded = keras.models.load_model(tmp_path / "bert.keras")
     # Still frozen: keras-hub layers deserialized frozen would otherwise build trainable parts.
-    assert [w.path for w in loaded.trainable_weights] == [w.path for w in model.trainable_weights]
-    np.testing.assert_allclose(loaded.predict_on_batch(tf.constant(TEXTS)),
-                               model.predict_on_batch(tf.constant(TEXTS)), atol=1e-6)
+    assert_saves_and_reloads(model, tf.constant(TEXTS), tmp_path, same_trainable_weights=True)

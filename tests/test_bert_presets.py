@@ -8,10 +8,6 @@ import pytest
 from projects.bert_classifier import presets
 from tf_finetune.errors import UserError
 
-from conftest import shared_data_dir
-
-MINILM = os.path.join(shared_data_dir(), "weights", "all-MiniLM-L6-v2")
-
 
 def hf_folder(path, model_type="bert", files=("model.safetensors", "vocab.txt")):
     os.makedirs(path, exist_ok=True)
@@ -81,8 +77,7 @@ def test_corrupt_weights_fail_to_load_with_one_line(tmp_path):
     assert "\n" not in str(e.value)
 
 
-@pytest.mark.skipif(not os.path.isdir(MINILM), reason="MiniLM weights not in ../shared/data")
-def test_the_offline_minilm_preset_loads_from_its_hugging_face_folder():
-    backbone, tokenizer = presets.load(presets.resolve_preset(MINILM))
+def test_the_offline_minilm_preset_loads_from_its_hugging_face_folder(minilm):
+    backbone, tokenizer = presets.load(presets.resolve_preset(minilm))
     assert (backbone.num_layers, backbone.hidden_dim) == (6, 384)
     assert tokenizer.vocabulary_size() == 30522 and tokenizer.cls_token_id == 101

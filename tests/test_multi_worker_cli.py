@@ -13,12 +13,13 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO, free_ports, shared_data_dir
+from tests.conftest import REPO, free_ports, require_data, shared_data_dir
 
-pytestmark = pytest.mark.skipif(
-    not os.path.isdir(os.path.join(shared_data_dir(), "plantvillage")),
-    reason="real data not found; set TF_FINETUNE_DATA",
-)
+
+@pytest.fixture(scope="module", autouse=True)
+def _needs_plantvillage():
+    """Skips (fails in CI) every test here without the real PlantVillage images."""
+    require_data("plantvillage")
 
 
 def command(out, *extra):

@@ -7,16 +7,14 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.conftest import REPO, shared_data_dir
+from tests.conftest import REPO
 
 NOTEBOOKS = sorted(glob.glob(os.path.join(REPO, "notebooks", "*.ipynb")))
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[os.path.basename(p) for p in NOTEBOOKS])
-def test_notebook_runs(path, monkeypatch):
-    if not os.path.isdir(os.path.join(shared_data_dir(), "plantvillage")):
-        pytest.skip("real data not found; set TF_FINETUNE_DATA")
-    monkeypatch.setenv("TF_FINETUNE_DATA", shared_data_dir())
+def test_notebook_runs(path, shared_data, monkeypatch):
+    monkeypatch.setenv("TF_FINETUNE_DATA", shared_data)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     with open(path, encoding="utf-8") as f:
         notebook = nbformat.read(f, as_version=4)

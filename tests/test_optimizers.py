@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 
+from tests.helpers import assert_saves_and_reloads
 from tf_finetune.training import optimizers
 from tf_finetune.training import trainer as trainer_lib
 from tf_finetune.config import TrainConfig
@@ -65,8 +66,7 @@ def test_scaled_optimizer_saves_reloads_and_keeps_its_slots(tmp_path):
     plain = keras.optimizers.AdamW(1e-3)
     plain.build(model.trainable_variables)
     assert [v.shape for v in model.optimizer.variables] == [v.shape for v in plain.variables]
-    model.save(tmp_path / "m.keras")
-    reloaded = keras.models.load_model(tmp_path / "m.keras")
+    reloaded = assert_saves_and_reloads(model, np.ones((2, 4)), tmp_path)
     assert isinstance(reloaded.optimizer, optimizers.ScaledAdamW)
     assert reloaded.optimizer.rate_scales == scales
 

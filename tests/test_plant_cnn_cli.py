@@ -2,16 +2,21 @@
 
 import json
 import os
-import subprocess
-import sys
 
-import numpy as np
 import pytest
-import tensorflow as tf
 
 from projects.plant_cnn.project import PROJECT
-from tests.conftest import REPO, smoke_train, write_image
+from tests.conftest import write_image
+from tests.helpers import assert_one_line_error
+from tests.helpers import assert_predict_agrees
+from tests.helpers import assert_run_dir_complete
+from tests.helpers import assert_savedmodel_serves_like_keras
+from tests.helpers import run_cli
+from tests.helpers import smoke_train
 from tf_finetune.cli import main
+from tf_finetune.run_dir import read_history
+
+SMOKE_ACCURACY = 0.6  # pretrained features separate these leaves after a seconds-long run (chance: 1/7)
 
 
 @pytest.fixture(scope="module")
@@ -19,72 +24,40 @@ def smoke_run(tmp_path_factory):
     return smoke_train(PROJECT, "plantvillage", tmp_path_factory)
 
 
+def example_files(run):
+    """The validation images the run recorded as examples."""
+    return run.read_json("run.json")["examples"]
+
+
 def test_train_writes_a_complete_run_dir(smoke_run):
-    _, run_dir, _ = smoke_run
-    for name in ("config.json", "run.json", "metrics.json", "history.csv", "state.json",
-                 "training_curves.png", "confusion_matrix.png", "checkpoints/best.keras"):
-        assert os.path.isfile(os.path.join(run_dir, name)), name
-    assert any(f.startswith("events") for _, _, fs in os.walk(os.path.join(run_dir, "logs")) for f in fs)
-    with open(os.path.join(run_dir, "metrics.json")) as f:
-        report = json.load(f)
-    assert len(report["per_class"]) == 7
-    # Pretrained features separate these leaves even after a seconds-long run (chance: 1/7).
-    assert report["accuracy"] >= 0.6, report["accuracy"]
     # Image runs also show the augmentation and the mistakes.
-    assert os.path.isfile(os.path.join(run_dir, "augmentation.png"))
-    assert os.path.isfile(os.path.join(run_dir, "misclassified.png")) == (report["accuracy"] < 1.0)
+    report = assert_run_dir_complete(smoke_run, extra=["confusion_matrix.png", "augmentation.png"])
+    assert len(report["per_class"]) == 7
+    assert report["accuracy"] >= SMOKE_ACCURACY, report["accuracy"]
+    assert os.path.isfile(smoke_run.path("misclassified.png")) == (report["accuracy"] < 1.0)
 
 
-def test_savedmodel_serves_raw_jpeg_bytes_like_keras(smoke_run):
-    data, run_dir, export_dir = smoke_run
-    version = os.path.join(export_dir, "1")
-    assert sorted(os.listdir(export_dir)) == ["1"]  # no temp dirs left behind
-    with open(os.path.join(version, "assets", "labels.txt")) as f:
+def test_savedmodel_serves_raw_jpeg_bytes_like_keras(smoke_run, tmp_path):
+    raw = []
+    for path in example_files(smoke_run):
+        with open(path, "rb") as f:
+            raw.append(f.read())
+    assert_savedmodel_serves_like_keras(smoke_run, raw, tmp_path)
+    with open(os.path.join(smoke_run.export_dir, "1", "assets", "labels.txt")) as f:
         labels = f.read().split()
-    assert labels == sorted(os.listdir(data))[:7] or len(labels) == 7
-
-    with open(os.path.join(run_dir, "run.json")) as f:
-        files = json.load(f)["examples"]
-    raw = [open(p, "rb").read() for p in files]
-    serving = tf.saved_model.load(version).signatures["serving_default"]
-    out = serving(tf.constant(raw))
-    probs = out["probabilities"].numpy()
-    assert probs.shape == (len(raw), 7) and out["probabilities"].dtype == tf.float32
-    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
-    assert [l.decode() for l in out["labels"].numpy()] == [labels[i] for i in probs.argmax(1)]
-
-    import keras
-    model = keras.models.load_model(os.path.join(run_dir, "checkpoints", "best.keras"))
-    expected = model(PROJECT.preprocess(_config(run_dir))(tf.constant(raw)), training=False)
-    assert np.max(np.abs(probs - np.asarray(expected))) <= 1e-5
-
-
-def _config(run_dir):
-    from tf_finetune.config import load_run_config
-    return load_run_config(PROJECT.config_class, os.path.join(run_dir, "config.json"))
+    assert labels == smoke_run.read_json("run.json")["class_names"] and len(labels) == 7
 
 
 def test_predict_from_run_and_savedmodel_agree(smoke_run, capsys):
-    _, run_dir, export_dir = smoke_run
-    with open(os.path.join(run_dir, "run.json")) as f:
-        files = json.load(f)["examples"][:3]
-    capsys.readouterr()
-    assert main(PROJECT, ["predict", "--model", export_dir, "--json", *files]) == 0
-    from_savedmodel = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
-    assert main(PROJECT, ["predict", "--model", run_dir, "--json", *files]) == 0
-    from_run = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
-    assert [r["label"] for r in from_run] == [r["label"] for r in from_savedmodel]
-    np.testing.assert_allclose([r["probabilities"] for r in from_run],
-                               [r["probabilities"] for r in from_savedmodel], atol=1e-5)
+    assert_predict_agrees(smoke_run, example_files(smoke_run)[:3], capsys, count=3)
 
 
 def test_evaluate_prints_per_class_table_and_export_adds_a_version(smoke_run, capsys):
-    _, run_dir, export_dir = smoke_run
-    assert main(PROJECT, ["evaluate", "--run-dir", run_dir]) == 0
+    assert main(PROJECT, ["evaluate", "--run-dir", smoke_run.run_dir]) == 0
     out = capsys.readouterr().out
     assert "Potato___Late_blight" in out and "macro" in out
-    assert main(PROJECT, ["export", "--run-dir", run_dir, "--export-dir", export_dir]) == 0
-    assert sorted(os.listdir(export_dir)) == ["1", "2"]
+    assert main(PROJECT, ["export", "--run-dir", smoke_run.run_dir, "--export-dir", smoke_run.export_dir]) == 0
+    assert sorted(os.listdir(smoke_run.export_dir)) == ["1", "2"]
 
 
 def test_corrupt_jpeg_among_good_ones_is_skipped_and_counted(tmp_path, capsys):
@@ -101,10 +74,21 @@ def test_corrupt_jpeg_among_good_ones_is_skipped_and_counted(tmp_path, capsys):
         assert json.load(f)["data"]["skipped"] == {"unreadable": 1}
 
 
-def _cli(*args, cwd=REPO):
-    env = dict(os.environ, TF_FINETUNE_OFFLINE="1")
-    return subprocess.run([sys.executable, "-m", "projects.plant_cnn", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+@pytest.mark.parametrize("backbone, reason", [
+    ("seed_cnn", "this model has no pretrained backbone to unfreeze"),
+    ("mobilenet_v2", "the top 20 layers of 'backbone' are trainable already"),
+])
+def test_weights_none_trains_in_one_phase_and_logs_why_once(image_folder_factory, tmp_path, backbone, reason):
+    run_dir = str(tmp_path / "run")
+    result = run_cli("plant_cnn", "train", "--smoke", "--data-dir", image_folder_factory(),
+                     "--output-dir", run_dir, "--backbone", backbone, "--weights", "none",
+                     "--image-size", "32", "--epochs", "1")  # --smoke: --fine-tune-epochs 1
+    assert result.status == 0, result.err[-3000:]
+    lines = [line for line in result.err.splitlines() if "Training in one phase" in line]
+    assert len(lines) == 1 and reason in lines[0], result.err[-3000:]
+    assert len(read_history(run_dir)["loss"]) == 1  # the head epoch only
+    with open(os.path.join(run_dir, "state.json")) as f:
+        assert [phase["name"] for phase in json.load(f)["phases"]] == ["head"]
 
 
 def _bad_case(tmp_path, case):
@@ -144,9 +128,4 @@ def _bad_case(tmp_path, case):
                                   "unknown setting in config"])
 def test_bad_input_is_one_line_and_nonzero_exit(tmp_path, case):
     args, expected = _bad_case(tmp_path, case)
-    result = _cli(*args)
-    assert result.returncode == 2, result.stderr[-2000:]
-    errors = [l for l in result.stderr.splitlines() if l.startswith("error:")]
-    assert len(errors) == 1 and expected in errors[0], result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
-    assert not os.path.exists(tmp_path / "run" / "checkpoints")
+    assert_one_line_error(run_cli("plant_cnn", *args), expected, run_dir=tmp_path / "run")

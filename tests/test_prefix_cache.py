@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.helpers import assert_saves_and_reloads
 from tf_finetune.config import TrainConfig
 from tf_finetune.errors import UserError
 from tf_finetune.models.frozen_prefix import FrozenPrefix
@@ -61,9 +62,7 @@ def test_frozen_prefix_is_frozen_and_stays_in_inference_mode():
 def test_frozen_prefix_round_trips_through_keras_saving(tmp_path):
     model = sequence_model()
     ids = np.array([[3, 4, 0, 0], [5, 6, 7, 1]], "int32")
-    model.save(tmp_path / "m.keras")
-    loaded = keras.models.load_model(tmp_path / "m.keras")
-    np.testing.assert_allclose(loaded.predict_on_batch(ids), model.predict_on_batch(ids), atol=1e-6)
+    loaded = assert_saves_and_reloads(model, ids, tmp_path, same_trainable_weights=True)
     assert not loaded.get_layer("frozen_prefix").trainable
 
 

@@ -17,12 +17,13 @@ import time
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, shared_data_dir
+from tests.conftest import REPO, require_data, shared_data_dir
 
-pytestmark = pytest.mark.skipif(
-    not os.path.isdir(os.path.join(shared_data_dir(), "plantvillage")),
-    reason="real data not found; set TF_FINETUNE_DATA",
-)
+
+@pytest.fixture(scope="module", autouse=True)
+def _needs_plantvillage():
+    """Skips (fails in CI) every test here without the real PlantVillage images."""
+    require_data("plantvillage")
 
 
 def command(run_dir):

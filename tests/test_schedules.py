@@ -6,6 +6,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+from tests.helpers import assert_saves_and_reloads  # noqa: E402
 from tf_finetune.training.schedules import LinearWarmup, build_schedule  # noqa: E402
 
 
@@ -171,10 +172,7 @@ def test_model_with_warmup_schedule_saves_and_reloads(tmp_path, kwargs):
     x, y = np.ones((6, 3), "float32"), np.zeros((6, 2), "float32")
     model.fit(x, y, batch_size=2, epochs=1, verbose=0)  # 3 steps, inside the warmup
 
-    path = tmp_path / "m.keras"
-    model.save(path)
-    loaded = keras.models.load_model(path)
-
+    loaded = assert_saves_and_reloads(model, x, tmp_path)
     assert int(loaded.optimizer.iterations.numpy()) == 3
     # optimizer.learning_rate is the schedule's value at the current step: 0.1 * 3 / 4
     assert float(loaded.optimizer.learning_rate.numpy()) == pytest.approx(0.075)

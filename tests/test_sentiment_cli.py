@@ -1,18 +1,18 @@
 """End to end on real IMDB reviews: train --smoke, export, serve raw UTF-8 strings."""
 
-import json
-import os
-import subprocess
-import sys
-
-import numpy as np
 import pytest
-import tensorflow as tf
 
 from projects.sentiment_lstm.project import PROJECT
-from tests.conftest import REPO, shared_data_dir, smoke_train
+from tests.conftest import require_data
+from tests.helpers import assert_one_line_error
+from tests.helpers import assert_predict_agrees
+from tests.helpers import assert_run_dir_complete
+from tests.helpers import assert_savedmodel_serves_like_keras
+from tests.helpers import run_cli
+from tests.helpers import smoke_train
 from tf_finetune.cli import main
 
+SMOKE_ACCURACY = 0.65  # seconds of training on 1,000 reviews beat chance (0.5) clearly (measured 0.72)
 REVIEWS = [
     "One of the best films I have seen in years: moving, funny and beautifully acted.",
     "A boring, badly written mess. I want my two hours back.",
@@ -26,63 +26,28 @@ def smoke_run(tmp_path_factory):
 
 
 def test_smoke_train_learns_from_real_reviews(smoke_run):
-    _, run_dir, _ = smoke_run
-    for name in ("config.json", "run.json", "metrics.json", "history.csv", "training_curves.png",
-                 "confusion_matrix.png", "checkpoints/best.keras"):
-        assert os.path.isfile(os.path.join(run_dir, name)), name
-    with open(os.path.join(run_dir, "metrics.json")) as f:
-        report = json.load(f)
+    report = assert_run_dir_complete(smoke_run, extra=["confusion_matrix.png"])
     assert report["class_names"] == ["negative", "positive"]
-    # Seconds of training on 1,000 reviews already beat chance (0.5) clearly (measured 0.72).
-    assert report["accuracy"] >= 0.65, report["accuracy"]
+    assert report["accuracy"] >= SMOKE_ACCURACY, report["accuracy"]
 
 
-def test_savedmodel_serves_raw_strings_like_keras(smoke_run):
-    _, run_dir, export_dir = smoke_run
-    version = os.path.join(export_dir, "1")
-    assert sorted(os.listdir(export_dir)) == ["1"]  # no temp dirs left behind
-    with open(os.path.join(run_dir, "run.json")) as f:
-        texts = json.load(f)["examples"] + REVIEWS + [""]
-    serving = tf.saved_model.load(version).signatures["serving_default"]
-    out = serving(tf.constant(texts))
-    probs = out["probabilities"].numpy()
-    assert probs.shape == (len(texts), 2)
-    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-5)
-    labels = [l.decode() for l in out["labels"].numpy()]
-    assert labels == [("negative", "positive")[i] for i in probs.argmax(1)]
-
-    import keras
-    model = keras.models.load_model(os.path.join(run_dir, "checkpoints", "best.keras"))
-    expected = np.asarray(model(tf.constant(texts), training=False))
-    assert np.max(np.abs(probs - expected)) <= 1e-5
+def test_savedmodel_serves_raw_strings_like_keras(smoke_run, tmp_path):
+    texts = smoke_run.read_json("run.json")["examples"] + REVIEWS + [""]
+    assert_savedmodel_serves_like_keras(smoke_run, texts, tmp_path)
 
 
 def test_predict_texts_and_at_file_from_run_and_savedmodel_agree(smoke_run, capsys, tmp_path):
-    _, run_dir, export_dir = smoke_run
     lines = tmp_path / "reviews.txt"
     lines.write_text("\n".join(REVIEWS[1:]) + "\n\n", encoding="utf-8")
-    capsys.readouterr()
-    assert main(PROJECT, ["predict", "--model", export_dir, "--json", REVIEWS[0], f"@{lines}"]) == 0
-    from_savedmodel = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
-    assert main(PROJECT, ["predict", "--model", run_dir, "--json", REVIEWS[0], f"@{lines}"]) == 0
-    from_run = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
-    assert len(from_run) == len(from_savedmodel) == 3
-    np.testing.assert_allclose([r["probabilities"] for r in from_run],
-                               [r["probabilities"] for r in from_savedmodel], atol=1e-5)
+    results = assert_predict_agrees(smoke_run, [REVIEWS[0], f"@{lines}"], capsys, count=3)
+    assert [r["input"] for r in results] == REVIEWS
 
 
 def test_evaluate_on_sst2_with_the_imdb_model(smoke_run, capsys):
-    _, run_dir, _ = smoke_run
-    sst2 = os.path.join(shared_data_dir(), "sst2")
-    assert main(PROJECT, ["evaluate", "--run-dir", run_dir, "--data-dir", sst2]) == 0
+    sst2 = require_data("sst2")
+    assert main(PROJECT, ["evaluate", "--run-dir", smoke_run.run_dir, "--data-dir", sst2]) == 0
     out = capsys.readouterr().out
     assert "(872 examples)" in out and "negative" in out
-
-
-def _cli(*args, **env_changes):
-    env = dict(os.environ, TF_FINETUNE_OFFLINE="1", **env_changes)
-    return subprocess.run([sys.executable, "-m", "projects.sentiment_lstm", *args], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=300)
 
 
 def _bad_case(tmp_path, case):
@@ -123,9 +88,5 @@ def _bad_case(tmp_path, case):
 def test_bad_input_is_one_line_and_nonzero_exit(tmp_path, case):
     args, expected = _bad_case(tmp_path, case)
     # Without --data-dir, data comes from $TF_FINETUNE_DATA/imdb, else TFDS (offline here).
-    result = _cli(*args, TF_FINETUNE_DATA=str(tmp_path))
-    assert result.returncode == 2, result.stderr[-2000:]
-    errors = [l for l in result.stderr.splitlines() if l.startswith("error:") or ": error:" in l]
-    assert len(errors) == 1 and expected in errors[0], result.stderr[-2000:]
-    assert "Traceback" not in result.stderr
-    assert not os.path.exists(tmp_path / "run")
+    result = run_cli("sentiment_lstm", *args, TF_FINETUNE_DATA=str(tmp_path))
+    assert_one_line_error(result, expected, run_dir=tmp_path / "run")

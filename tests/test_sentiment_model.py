@@ -11,6 +11,7 @@ import tensorflow as tf
 from projects.sentiment_lstm import data as data_lib
 from projects.sentiment_lstm.config import SentimentConfig
 from projects.sentiment_lstm.model import build_model
+from tests.helpers import assert_saves_and_reloads
 from tf_finetune.training import trainer as trainer_lib
 from tf_finetune.errors import UserError
 from tf_finetune.data.text_table import TextTable
@@ -153,8 +154,4 @@ def test_vocabulary_with_unicode_line_breaks_survives_save_and_load(tmp_path, mo
     texts = list(data.adapt.as_numpy_iterator()) + [b"odd\xc2\x85word and\xe2\x80\xa8more"] * 5
     data.adapt = tf.data.Dataset.from_tensor_slices(texts)
     built = build_model(config, data)
-    path = str(tmp_path / "m.keras")
-    built.save(path)
-    loaded = keras.models.load_model(path)
-    probe = tf.constant(["odd\x85word", "the film was great"])
-    np.testing.assert_allclose(loaded(probe, training=False), built(probe, training=False), atol=1e-6)
+    assert_saves_and_reloads(built, tf.constant(["odd\x85word", "the film was great"]), tmp_path)

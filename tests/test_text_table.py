@@ -3,6 +3,7 @@ import os
 
 import pytest
 
+from tests.conftest import require_data
 from tf_finetune.data import text_table
 from tf_finetune.errors import UserError
 
@@ -316,15 +317,8 @@ def test_load_splits_needs_two_classes_in_train(tmp_path):
 # --- the real data in ../shared/data -------------------------------------------------
 
 
-def real(shared_data, *parts):
-    path = os.path.join(shared_data, *parts)
-    if not os.path.exists(path):
-        pytest.skip(f"{path} not found")
-    return path
-
-
-def test_real_imdb_reviews(shared_data):
-    table = text_table.read_table(real(shared_data, "imdb", "imdb_reviews.csv.gz"))
+def test_real_imdb_reviews():
+    table = text_table.read_table(require_data("imdb", "imdb_reviews.csv.gz"))
     assert len(table) == 45_000 and table.skipped == {}
     assert table.class_names == ("negative", "positive")
     assert table.class_counts() == {"negative": 22_674, "positive": 22_326}
@@ -332,8 +326,8 @@ def test_real_imdb_reviews(shared_data):
     assert table.texts[0].startswith("Raising Victor Vargas: A Review<br /><br />You know,")
 
 
-def test_real_imdb_folder_gets_a_stratified_random_split(shared_data):
-    train, val, info = text_table.load_splits(real(shared_data, "imdb"), seed=0)
+def test_real_imdb_folder_gets_a_stratified_random_split():
+    train, val, info = text_table.load_splits(require_data("imdb"), seed=0)
     assert info["split"] == "random 0.2"
     # The file repeats some reviews (406 texts, 418 extra copies): they go before the split,
     # so no validation review is also a training review.
@@ -354,8 +348,8 @@ def test_drop_duplicates_keeps_the_first_copy_and_counts_the_rest():
     assert text_table.drop_duplicates(out) is out
 
 
-def test_real_sst2_uses_its_dev_file(shared_data):
-    train, val, info = text_table.load_splits(real(shared_data, "sst2"))
+def test_real_sst2_uses_its_dev_file():
+    train, val, info = text_table.load_splits(require_data("sst2"))
     assert info["split"] == "file"
     assert info["train_file"].endswith("train.tsv") and info["val_file"].endswith("dev.tsv")
     assert len(train) == 67_349 and len(val) == 872
