@@ -44,7 +44,7 @@ UNSUPPORTED = {
     ),
     "validation_split": (
         0.0,
-        "split the file list instead: `tf_finetune.image_folder.split(folder, "
+        "split the file list instead: `tf_finetune.data.image_folder.split(folder, "
         "validation_split, seed)` makes a seeded stratified train/validation split, and "
         "the validation dataset gets no augmentation.",
     ),
