@@ -1,16 +1,17 @@
 """Images/s of tf_keras's ImageDataGenerator vs ImageAugmentation in tf.data, side by side.
 
-Same folder, same augmentation arguments, same number of images for every row (whole
-passes over the folder), each after one untimed warm-up pass:
+Same folder, same augmentation arguments (the seed's), same number of images for every row
+(`--epochs` whole passes over the folder), each after one untimed warm-up pass; 150 px and
+batch 32 unless told otherwise. Rows:
 
-    python benchmarks/augmentation_throughput.py [--data-dir DIR] [--epochs 1]
+- `ImageDataGenerator(rescale=1./255, shear_range=0.2, zoom_range=0.2,
+  horizontal_flip=True).flow_from_directory(dir, target_size, batch_size)`
+- `ImageAugmentation` with the same arguments through
+  `tf_finetune.data.image_folder.make_dataset(..., cache=False)`: decode + augment every epoch
+- the same with `cache=True` (the training default): decoded images kept in memory after the
+  warm-up pass
 
-Rows:
-  - ImageDataGenerator(rescale=1./255, shear_range=0.2, zoom_range=0.2,
-    horizontal_flip=True).flow_from_directory(dir, target_size, batch_size)
-  - ImageAugmentation with the same arguments through
-    tf_finetune.image_folder.make_dataset(..., cache=False): decode + augment every epoch
-  - the same with cache=True: decoded images kept in memory after the warm-up pass
+    python benchmarks/augmentation_throughput.py [--data-dir DIR] [--epochs 1] [--no-write]
 
 Prints a markdown table and the machine (cores, load average, TF/Keras versions). Other
 processes running at the same time make the numbers noisy: check the load average line.
@@ -24,6 +25,8 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+import runs  # noqa: E402
 
 # The ImageDataGenerator arguments being compared; ImageAugmentation takes the same ones.
 AUGMENTATION = dict(rescale=1.0 / 255, shear_range=0.2, zoom_range=0.2, horizontal_flip=True)
@@ -50,6 +53,7 @@ def parse_args(argv=None):
     )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--image-size", type=int, default=150, help="square side in pixels")
+    runs.add_no_write(parser)
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.batch_size < 1 or args.image_size < 1:
         parser.error(
@@ -118,6 +122,7 @@ def bench_make_dataset(folder, size, batch_size, epochs, cache):
 
 
 def main(argv=None):
+    measured = runs.stamp()  # Before measuring: the code the rows run.
     args = parse_args(argv)
     import keras
     import tensorflow as tf
@@ -157,17 +162,21 @@ def main(argv=None):
     load_after = os.getloadavg()
 
     baseline = rows[0][1] / rows[0][2]
-    print("| pipeline | images | seconds | images/s | speed-up vs ImageDataGenerator |")
-    print("| --- | ---: | ---: | ---: | ---: |")
+    lines = ["| pipeline | images | seconds | images/s | speed-up vs ImageDataGenerator |",
+             "| --- | ---: | ---: | ---: | ---: |"]
     for name, images, seconds in rows:
         rate = images / seconds
-        print(f"| {name} | {images} | {seconds:.2f} | {rate:.0f} | {rate / baseline:.1f}x |")
+        lines.append(f"| {name} | {images} | {seconds:.2f} | {rate:.0f} | {rate / baseline:.1f}x |")
+    table = "\n".join(lines)
+    print(table)
     print()
     print(
         f"Machine: {os.cpu_count()} CPU cores, TensorFlow {tf.__version__}, Keras "
         f"{keras.__version__}; load average (1 min) {load_before[0]:.2f} before, "
         f"{load_after[0]:.2f} after."
     )
+    runs.save_speed(args, "augmentation_throughput", "Augmentation throughput vs ImageDataGenerator", __doc__,
+                    table, measured)
 
 
 if __name__ == "__main__":

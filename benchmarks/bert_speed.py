@@ -1,7 +1,8 @@
 """Training examples/s of BERT fine-tuning on CPU, one speed-up at a time, as a markdown table.
 
-Every row trains on the same random sample of SST-2 training sentences (batch 32, texts cut at
-64 tokens), after an untimed warm-up on the first batches (graph tracing):
+Every row trains on the same random sample of SST-2 training sentences (`--examples`, 1,024 by
+default; batch 32, texts cut at 64 tokens), after an untimed warm-up on the first 4 batches
+(graph tracing):
 
 1. keras-hub `BertTextClassifier` as it comes: every text padded to 64 tokens, all trainable.
 2. bert_classifier's model, all trainable: batches padded only to their longest text
@@ -11,11 +12,13 @@ Every row trains on the same random sample of SST-2 training sentences (batch 32
 4. the frozen prefix cached: epochs run only the layers above it. The one-off pass that
    fills the cache is its own row.
 
-    python benchmarks/bert_speed.py [--preset DIR] [--data-dir DIR] [--freeze-layers 3]
-        [--examples 1024]
+"SST-2 epoch" extrapolates to the 67,349 training sentences.
 
-"SST-2 epoch" extrapolates to the 67,349 training sentences. Other processes running at the
-same time slow every row: check the load average printed under the table.
+    python benchmarks/bert_speed.py [--preset DIR] [--data-dir DIR] [--freeze-layers 3]
+        [--examples 1024] [--no-write]
+
+Other processes running at the same time slow every row: check the load average printed under
+the table.
 """
 
 import argparse
@@ -37,10 +40,12 @@ def parse_args():
                         help="frozen transformer layers in rows 3-4 (default: the project's)")
     parser.add_argument("--examples", type=int, default=1024, help="training sentences per row")
     parser.add_argument("--batch-size", type=int, default=32)
+    runs.add_no_write(parser)
     return parser.parse_args()
 
 
 def main():
+    measured = runs.stamp()  # Before measuring: the code the rows run.
     args = parse_args()
     import keras
     import keras_hub
@@ -111,12 +116,14 @@ def main():
         previous = rate
     lines.append(f"| (one-off) filling the cache: embeddings + {frozen} layers, inference | {cache_rate:.1f} | "
                  f"{SST2_TRAIN / cache_rate / 60:.1f} min | |")
+    table = "\n".join(lines)
     print()
-    print("\n".join(lines))
+    print(table)
     print()
     print(f"{len(train)} SST-2 training sentences per row, batch {args.batch_size}, preset "
           f"{os.path.basename(args.preset.rstrip('/'))}.")
     print(runs.machine(), f"Load average: {os.getloadavg()[0]:.2f}.")
+    runs.save_speed(args, "bert_speed", "bert_classifier training speed", __doc__, table, measured)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Training throughput of `tf_finetune.trainer.Trainer.fit` vs a plain `model.fit`, same model, same data.
+"""Training throughput of `tf_finetune.training.trainer.Trainer.fit` vs a plain `model.fit`, same model, same data.
 
 What the trainer adds to Keras's `fit`: its callbacks (the epoch backup of the weights,
 optimizer and best model, TensorBoard, CSV history, learning-rate and epoch-time logging, NaN
@@ -22,6 +22,7 @@ Two settings, one row pair each:
   the most.
 
     python benchmarks/trainer_overhead.py [--settings project short] [--epochs 3] [--repeats 2]
+        [--no-write]
 """
 
 import argparse
@@ -36,6 +37,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
+import runs  # noqa: E402
+
 SETTINGS = {
     "project": {"image_size": 224},
     "short": {"image_size": 128, "max_examples_per_class": 160},
@@ -49,6 +52,7 @@ def parse_args():
     parser.add_argument("--settings", nargs="+", choices=sorted(SETTINGS), default=["project", "short"])
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per run (after 1 warm-up)")
     parser.add_argument("--repeats", type=int, default=2)
+    runs.add_no_write(parser)
     return parser.parse_args()
 
 
@@ -87,7 +91,7 @@ def measure(setting, args, work):
 
     def plain():
         trainer = Trainer(config, os.path.join(work, "plain"))  # compiles the same way; fit is Keras's
-        model = trainer.build_model(lambda: build_model(config, data.class_names))
+        model = trainer.build_model(lambda: build_model(config, data))
         trainer.compile(model, learning_rate=config.learning_rate, epochs=config.epochs, steps_per_epoch=steps)
         times = EpochTimes()
         start = time.perf_counter()
@@ -99,7 +103,7 @@ def measure(setting, args, work):
         run_dir = os.path.join(work, "trainer")
         shutil.rmtree(run_dir, ignore_errors=True)
         trainer = Trainer(config, run_dir)
-        model = trainer.build_model(lambda: build_model(config, data.class_names))
+        model = trainer.build_model(lambda: build_model(config, data))
         start = time.perf_counter()
         trainer.fit(model, data.train, data.val)  # its callbacks, backups, best.keras
         epochs = read_history(run_dir)["epoch_seconds"]
@@ -117,6 +121,7 @@ def measure(setting, args, work):
 
 
 def main():
+    measured = runs.stamp()  # Before measuring: the code the rows run.
     args = parse_args()
     work = tempfile.mkdtemp(prefix="trainer_overhead_")
     rows = []
@@ -126,10 +131,9 @@ def main():
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    print()
-    print("| setting | fit | timed epochs | train / val images | seconds per epoch | outside the epochs (s) | "
-          "total (s) | train images/s | vs plain fit |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    lines = ["| setting | fit | timed epochs | train / val images | seconds per epoch | outside the epochs (s) | "
+             "total (s) | train images/s | vs plain fit |",
+             "|---|---|---|---|---|---|---|---|---|"]
     extra = {}
     for setting, best, train, val, config in rows:
         plain_rate = args.epochs * train / best["plain"][0]
@@ -138,9 +142,13 @@ def main():
             seconds, epochs = best[side]
             rate = args.epochs * train / seconds
             per_epoch = ", ".join(f"{s:.1f}" for s in epochs)
-            print(f"| {setting} ({config.resolved_image_size()} px) | {label} | {args.epochs} | {train} / {val} | "
-                  f"{per_epoch} | {outside[side]:.1f} | {seconds:.1f} | {rate:.1f} | {rate / plain_rate:.2f}x |")
+            lines.append(f"| {setting} ({config.resolved_image_size()} px) | {label} | {args.epochs} | "
+                         f"{train} / {val} | {per_epoch} | {outside[side]:.1f} | {seconds:.1f} | {rate:.1f} | "
+                         f"{rate / plain_rate:.2f}x |")
         extra[setting] = (outside["trainer"] - outside["plain"], best["plain"][0])
+    table = "\n".join(lines)
+    print()
+    print(table)
     print()
     # The epochs themselves run the same graph on both sides; on a noisy machine their
     # times swing more than the trainer's own work, so that work is also shown apart.
@@ -150,6 +158,7 @@ def main():
               f"{plain / (plain + seconds):.2f}x of the plain run's throughput from that work alone.")
     print(f"Machine: {os.cpu_count()} CPU cores; load average {os.getloadavg()[0]:.2f}; "
           "MobileNetV2-0.35 frozen with a new head, batch 32.")
+    runs.save_speed(args, "trainer_overhead", "Trainer overhead vs a plain `model.fit`", __doc__, table, measured)
 
 
 if __name__ == "__main__":
