@@ -74,14 +74,16 @@ def machine():
 
 def stamp():
     """{"commit": ..., "date": ...}: the checkout's short HEAD (`+dirty` when tracked files have
-    uncommitted changes) and today. Taken when a script starts, so that the rows name the code
-    that ran even if the checkout moves during a long run."""
+    uncommitted changes, other than the results files the benchmarks write) and today. Taken
+    when a script starts, so that the rows name the code that ran even if the checkout moves
+    during a long run."""
     def git(*args):
         return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, check=True).stdout
 
     try:
         commit = git("rev-parse", "--short", "HEAD").strip()
-        if any(not line.startswith("??") for line in git("status", "--porcelain").splitlines()):
+        changed = [line[3:] for line in git("status", "--porcelain").splitlines() if not line.startswith("??")]
+        if any(not path.startswith("benchmarks/results/") for path in changed):
             commit += "+dirty"
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
