@@ -459,7 +459,7 @@ CASES = [
     ("plant-predict-zero-byte-image", "plant_cnn", plant_predict_zero_byte_image,
      ["INPUT {tmp}/leaf.jpg is not a readable image", "pass JPEG, PNG, BMP or GIF"]),
     ("plant-nan-loss", "plant_cnn", plant_nan_loss,
-     FailsInTraining(["Training loss became nan in the head phase", "lower --learning-rate"])),
+     FailsInTraining(["Training loss became nan in stage 1 (head)", "lower its learning rate (--learning-rate"])),
     ("sentiment-non-utf8-csv", "sentiment_lstm", sentiment_non_utf8_csv,
      ["{tmp}/reviews.csv: 24 of 24 rows are unusable (undecodable bytes: 24)", "save the file as UTF-8"]),
     ("sentiment-non-utf8-header", "sentiment_lstm", sentiment_non_utf8_header,

@@ -82,9 +82,11 @@ def test_no_decay_builds_the_plain_keras_optimizer():
 
 
 def test_trainer_applies_layer_decay_from_the_config(tmp_path):
-    trainer = trainer_lib.Trainer(TrainConfig(layer_decay=0.5, optimizer="sgd", learning_rate=0.1), str(tmp_path))
+    config = TrainConfig(layer_decay=0.5, optimizer="sgd", learning_rate=0.1)
+    trainer = trainer_lib.Trainer(config, str(tmp_path))
     model = trainer.build_model(stack)
-    trainer.compile(model, learning_rate=0.1, epochs=1, steps_per_epoch=1)
+    (stage,) = trainer.plan(model)
+    trainer.compile(model, trainer.make_optimizer(model, stage, steps_per_epoch=1))
     assert isinstance(model.optimizer, optimizers.ScaledSGD)
     assert model.optimizer.rate_scales["dense_a/kernel"] == 0.25
     with pytest.raises(UserError, match=r"--layer-decay must be in \(0, 1\]. Received: layer_decay=0"):
@@ -99,3 +101,16 @@ def test_weight_decay_skips_biases_and_norms():
     dense.build((None, 3))
     assert optimizer._use_weight_decay(dense.kernel)
     assert not any(optimizer._use_weight_decay(v) for v in (dense.bias, norm.gamma, norm.beta))
+
+
+def test_the_sgd_rate_derived_from_adam_matches_the_size_of_its_steps():
+    """Stationary gradients of size G: Adam steps by about its rate, SGD with momentum 0.9 by
+    rate_sgd * G / 0.1, so the derived rate is 0.1 * rate / G."""
+    variable = keras.Variable(np.zeros((100,), "float32"))
+    adam = keras.optimizers.Adam(1e-3)
+    adam.build([variable])
+    gradient = np.full((100,), 0.5, "float32")  # G = 0.5
+    for _ in range(200):
+        adam.apply([gradient], [variable])
+    rate = optimizers.sgd_rate_from_adam(adam, peak_rate=1e-3, momentum=0.9)
+    assert rate == pytest.approx(0.1 * 1e-3 / 0.5, rel=1e-3)

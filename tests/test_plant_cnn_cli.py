@@ -88,7 +88,7 @@ def test_weights_none_trains_in_one_phase_and_logs_why_once(image_folder_factory
     assert len(lines) == 1 and reason in lines[0], result.err[-3000:]
     assert len(read_history(run_dir)["loss"]) == 1  # the head epoch only
     with open(os.path.join(run_dir, "state.json")) as f:
-        assert [phase["name"] for phase in json.load(f)["phases"]] == ["head"]
+        assert [stage["name"] for stage in json.load(f)["stages"]] == ["head"]
 
 
 def _bad_case(tmp_path, case):

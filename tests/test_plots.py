@@ -41,23 +41,24 @@ def _only_file(directory):
 def test_training_curves_png_with_one_subplot_per_metric_family(tmp_path):
     path = tmp_path / "plots" / "curves.png"  # parent doesn't exist yet
 
-    returned = plot_training_curves(HISTORY, path, phase_boundaries=(3,), title="run 1")
+    returned = plot_training_curves(HISTORY, path, stage_boundaries=(3,), title="run 1")
 
     assert returned == path
     height, width = _read_png(path)
     assert 300 < width < 3000 and 300 < height < 3000
     assert _only_file(path.parent) == ["curves.png"]
 
-    fig = plots._training_curves_figure(HISTORY, phase_boundaries=(3,))
+    fig = plots._training_curves_figure(HISTORY, stage_boundaries=[(3, "fine-tune"), (5, "all")])
     axes = [ax for ax in fig.axes if ax.get_visible()]
     assert [ax.get_title() for ax in axes] == ["loss", "accuracy", "learning_rate"]
-    loss_lines = {line.get_label(): line for line in axes[0].get_lines()}
-    assert set(loss_lines) == {"train", "validation", "fine-tune"}
+    loss_lines = {line.get_label(): line for line in axes[0].get_lines() if not line.get_label().startswith("_")}
+    assert set(loss_lines) == {"train", "validation"}
     np.testing.assert_array_equal(loss_lines["train"].get_xdata(), [1, 2, 3, 4, 5, 6])  # 1-based
     np.testing.assert_allclose(loss_lines["validation"].get_ydata(), HISTORY["val_loss"])
-    # Phase 2 began after 3 epochs: the line sits between epoch 3 and epoch 4.
-    assert loss_lines["fine-tune"].get_xdata()[0] == pytest.approx(3.5)
-    assert loss_lines["fine-tune"].get_linestyle() == "--"
+    # The second stage began after 3 epochs: its line sits between epoch 3 and epoch 4, named.
+    boundaries = [line for line in axes[0].get_lines() if line.get_linestyle() == "--"]
+    assert [line.get_xdata()[0] for line in boundaries] == [pytest.approx(3.5), pytest.approx(5.5)]
+    assert [text.get_text() for text in axes[0].texts] == ["fine-tune", "all"]
     assert axes[2].get_yscale() == "log"
 
 
@@ -81,7 +82,7 @@ def test_training_curves_survive_nan_and_inf(tmp_path):
         "val_loss": [float("nan")] * 4,
         "accuracy": [0.1, 0.2, np.float32("nan"), 0.4],
     }
-    path = plot_training_curves(history, tmp_path / "nan.png", phase_boundaries=[2])
+    path = plot_training_curves(history, tmp_path / "nan.png", stage_boundaries=[2])
     height, width = _read_png(path)
     assert width > 100 and height > 100
 
@@ -92,13 +93,13 @@ def test_training_curves_survive_nan_and_inf(tmp_path):
         ({}, (), "no per-epoch numeric series"),
         ({"loss": []}, (), "no per-epoch numeric series"),
         ([1.0, 2.0], (), "must be a dict"),
-        ({"loss": [1.0]}, (-1,), r"phase_boundaries.*Received: phase_boundaries=\(-1,\)"),
-        ({"loss": [1.0]}, (1.5,), "phase_boundaries"),
+        ({"loss": [1.0]}, (-1,), r"stage_boundaries.*Received: stage_boundaries=\(-1,\)"),
+        ({"loss": [1.0]}, (1.5,), "stage_boundaries"),
     ],
 )
 def test_training_curves_bad_input(tmp_path, history, boundaries, match):
     with pytest.raises(ValueError, match=match):
-        plot_training_curves(history, tmp_path / "x.png", phase_boundaries=boundaries)
+        plot_training_curves(history, tmp_path / "x.png", stage_boundaries=boundaries)
     assert not (tmp_path / "x.png").exists()
 
 

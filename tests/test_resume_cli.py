@@ -1,8 +1,9 @@
-"""Crash and rerun for real: SIGKILL a plant_cnn training process, run the same command again.
+"""Crash and rerun for real: SIGKILL a plant_cnn training process in any stage of a
+three-stage plan, run the same command again, and it ends as the uninterrupted run does.
 
-Also `--seed` with `--deterministic`: two runs give identical metrics. All runs are smoke
-runs on the real PlantVillage images (3 head epochs, then 1 fine-tuning epoch), on 12 images
-per class at 96 px.
+Also `--seed` with `--deterministic`: two runs give identical metrics. All runs train on 12 of
+the real PlantVillage images per class at 96 px: the head for 2 epochs, then the top 3 blocks
+for 1, then everything at batch 32 for 1.
 """
 
 import csv
@@ -26,11 +27,36 @@ def _needs_plantvillage():
     require_data("plantvillage")
 
 
+PLAN = """
+[[stages]]
+name = "head"
+epochs = 2
+trainable = "head"
+learning_rate = 0.003
+
+[[stages]]
+name = "top"
+epochs = 1
+trainable = "top:3"
+learning_rate = 0.0003
+
+[[stages]]
+name = "all"
+epochs = 1
+trainable = "all"
+learning_rate = 0.0001
+batch_size = 32
+"""
+
+
 def command(run_dir):
     data = os.path.join(shared_data_dir(), "plantvillage")
-    return [sys.executable, "-m", "projects.plant_cnn", "train", "--smoke", "--data-dir", data,
-            "--output-dir", str(run_dir), "--seed", "3", "--deterministic",
-            "--max-examples-per-class", "12", "--image-size", "96"]  # smaller than --smoke: 3 runs
+    plan = os.path.join(os.path.dirname(str(run_dir)), "plan.toml")
+    with open(plan, "w") as f:
+        f.write(PLAN)
+    return [sys.executable, "-m", "projects.plant_cnn", "train", "--config", plan, "--data-dir", data,
+            "--output-dir", str(run_dir), "--seed", "3", "--deterministic", "--batch-size", "16",
+            "--max-examples-per-class", "12", "--image-size", "96"]
 
 
 def train(run_dir):
@@ -43,6 +69,7 @@ def read(run_dir):
         report = json.load(f)
     with open(os.path.join(run_dir, "history.csv")) as f:
         rows = {row["epoch"]: row for row in csv.DictReader(f) if row["epoch"] != "epoch"}
+    assert [rows[e]["stage"] for e in sorted(rows, key=int)] == ["head", "head", "top", "all"]
     return report, [float(rows[e]["val_loss"]) for e in sorted(rows, key=int)]
 
 
@@ -68,9 +95,9 @@ def test_seed_and_deterministic_give_identical_metrics(uninterrupted, tmp_path):
     assert report["confusion_matrix"] == uninterrupted[0]["confusion_matrix"]
 
 
-# After the backup of epoch 1 (in the head phase) or of epoch 3 (the head phase is over: the
-# kill lands in the fine-tuning phase), then a random delay into the next epoch.
-@pytest.mark.parametrize("after_epoch", [1, 3], ids=["head_phase", "fine_tuning_phase"])
+# After the backup of epoch 1, 2 or 3, then a random delay: the kill lands in the head stage's
+# second epoch, in the top stage, or in the last stage.
+@pytest.mark.parametrize("after_epoch", [1, 2, 3], ids=["head_stage", "top_stage", "all_stage"])
 def test_sigkill_then_the_same_command_resumes_and_ends_as_accurate(uninterrupted, tmp_path, after_epoch):
     run_dir = tmp_path / "killed"
     process = subprocess.Popen(command(run_dir), cwd=REPO, stdout=subprocess.DEVNULL,

@@ -153,7 +153,7 @@ def test_character_bleu_uses_every_reference():
 
 @pytest.mark.parametrize("settings, match", [
     (dict(embedding_dim=30, num_heads=4), "multiple of --num-heads"),
-    (dict(validation_split=0.5, test_split=0.5), "leave some pairs"),
+    (dict(validation_split=0.5, test_split=0.5), "leave some"),
     (dict(max_target_length=1), "at least 2"),
     (dict(fine_tune_epochs=2), "one phase"),
     (dict(beam_size=0), "--beam-size must be at least 1"),

@@ -27,11 +27,14 @@ from tf_finetune.errors import UserError
 LR_SCHEDULES = ("constant", "linear", "exponential", "cosine", "cosine_restarts")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
+# Flat fields that only the two-phase plan reads (a config with stages sets them per stage).
+PHASE_TWO_FIELDS = ("fine_tune_epochs", "unfreeze_top", "fine_tune_learning_rate")
 
 
-def option(default, help, choices=None):
-    """A config field with its `--help` text (and allowed values)."""
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+def option(default, help, choices=None, cli=True):
+    """A config field with its `--help` text (and allowed values); `cli=False` keeps it out of
+    the flags (config files only)."""
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "cli": cli})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +64,12 @@ class TrainConfig:
     )
     validation_split: float = option(
         0.2, "Fraction of each class held out for validation when the data has no split."
+    )
+    test_split: float = option(
+        0.0,
+        "Fraction of each class held out as a test set before anything else: never trained on, "
+        "never used to choose a checkpoint or a setting; scored once at the end, on its own in "
+        "metrics.json (0 = none).",
     )
     max_examples_per_class: int = option(
         0, "Use at most this many examples per class (0 = all); --smoke sets it small."
@@ -102,8 +111,23 @@ class TrainConfig:
         -1, "Phase 2 unfreezes this many top backbone layers (-1 = all); BatchNorm stays frozen."
     )
     fine_tune_learning_rate: float = option(1e-4, "Peak learning rate of phase 2.")
+    # A plan of stages (config files only), instead of the two phases above.
+    stages: typing.Tuple[dict, ...] = option(
+        (),
+        "The run as a list of stages ([[stages]] tables in a TOML --config, a list in JSON), "
+        "each with its epochs, what is trainable, optimizer, rate and batch size, or a "
+        "shorthand (technique = gradual_unfreezing, adaptive_unfreezing, optimizer_switch, "
+        "batch_ramp). Empty: the two phases the flags above describe. See docs/training.md.",
+        cli=False,
+    )
     # Callbacks.
     monitor: str = option("val_accuracy", "Metric for the best checkpoint and early stopping.")
+    checkpoint: str = option(
+        "best",
+        "The weights a run keeps: best (the epoch with the best --monitor on the validation "
+        "data) or last (no choice made on the validation data, so its score there is unbiased).",
+        ("best", "last"),
+    )
     early_stopping_patience: int = option(0, "Stop a phase after this many epochs without improvement (0 = off).")
 
     # Fields the `--smoke` switch overrides; projects extend this.
@@ -143,6 +167,22 @@ class TrainConfig:
                 "--validation-split must be between 0 and 1. Received: "
                 f"validation_split={self.validation_split}"
             )
+        if not 0.0 <= self.test_split < 1.0 or self.validation_split + self.test_split >= 1.0:
+            raise UserError(
+                "--test-split must be in [0, 1), and with --validation-split leave some data for "
+                f"training. Received: test_split={self.test_split}, validation_split={self.validation_split}"
+            )
+        if self.stages:
+            from tf_finetune.training import stages
+
+            object.__setattr__(self, "stages", tuple(stages.check_specs(self.stages, self)))
+            flat = [f.name for f in dataclasses.fields(self) if f.name in PHASE_TWO_FIELDS
+                    and getattr(self, f.name) != f.default]
+            if flat:
+                raise UserError(
+                    f"--{flag_name(flat[0])} describes the two-phase plan, but this config has "
+                    "stages: set it per stage in the [[stages]] tables instead."
+                )
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -227,12 +267,21 @@ def check_keys(cls, data, source):
 
 
 def build_config(cls, *, file=None, smoke=False, overrides=None):
-    """Resolves defaults < config file < smoke < explicit overrides into a `cls`."""
+    """Resolves defaults < config file < smoke < explicit overrides into a `cls`.
+
+    `--smoke` also cuts every stage of a plan to one epoch.
+    """
     values = {}
     if file:
         values.update(read_config_file(cls, file))
     if smoke:
         values.update(cls.SMOKE)
+        if values.get("stages"):
+            from tf_finetune.training import stages
+
+            defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+            values.update({name: defaults[name] for name in PHASE_TWO_FIELDS},
+                          stages=stages.shrink_for_smoke(values["stages"]))
     if overrides:
         values.update(check_keys(cls, overrides, "command line"))
     return cls(**values)
@@ -249,6 +298,8 @@ def add_config_flags(parser, cls):
     """Adds one flag per config field. Unset flags are absent from the parsed namespace."""
     group = parser.add_argument_group("settings (also accepted as keys of --config FILE)")
     for f in dataclasses.fields(cls):
+        if not f.metadata.get("cli", True):
+            continue
         flag = f"--{flag_name(f.name)}"
         # argparse %-formats help texts: a literal "%" (e.g. "89.91%") must be doubled.
         help_text = f"{f.metadata.get('help', '')} (default: {f.default!r})".replace("%", "%%")

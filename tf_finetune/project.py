@@ -19,7 +19,14 @@ class Data:
     """What a project's data function returns.
 
     Attributes:
-        train, val: batched `tf.data.Dataset`s of (model inputs, integer labels).
+        train, val: batched `tf.data.Dataset`s of (model inputs, integer labels); `train`
+            reshuffles (and re-augments) on every pass.
+        train_batches: `(seed, batch_size) -> tf.data.Dataset`: one epoch of training batches
+            whose order and augmentation `seed` fixes; the trainer asks for one per epoch, so
+            each epoch is a function of (seed, stage, epoch) and stages may change the batch
+            size. None when the data cannot do that (then `train` is used every epoch).
+        test: a batched dataset held out of everything (`--test-split`): scored once, after
+            training, on its own; None when there is none.
         class_names: class names in label order.
         source: where the data came from (a path or `tfds:<name>`), for the run record.
         examples: a few raw validation inputs as the CLI's `predict` takes them (image paths,
@@ -40,6 +47,8 @@ class Data:
     info: dict = dataclasses.field(default_factory=dict)
     adapt: typing.Any = None
     augmentation: typing.Any = None
+    train_batches: typing.Callable = None
+    test: typing.Any = None
 
 
 def no_backbone(model):
@@ -65,9 +74,12 @@ class Project:
         synthetic_inputs: `(config) -> list of raw values` used to verify an export when the
             recorded examples are no longer on disk.
         backbone: `(model) -> keras layer or None`: the pretrained part of a model that
-            `build_model` made, which the fine-tune phase unfreezes (`--unfreeze-top` counts
-            its layers). None when the model has no pretrained part: it then trains in one
-            phase.
+            `build_model` made, as one layer (`--unfreeze-top` and `top_layers:N` count its
+            layers). None when the model has no pretrained part: the two-phase plan then
+            trains in one phase.
+        blocks: `(model) -> list of lists of layers`: the pretrained part as blocks, bottom
+            to top, which stages unfreeze (`top:N`, `from:LAYER`, gradual unfreezing); by
+            default one block per layer with weights of `backbone`.
         task: what the model outputs, and so how the CLI compiles, reports, exports and
             prints predictions (a `tf_finetune.tasks.Task`); `ClassificationTask()` by
             default.
@@ -82,7 +94,16 @@ class Project:
     read_inputs: typing.Callable
     synthetic_inputs: typing.Callable
     backbone: typing.Callable = no_backbone
+    blocks: typing.Callable = None
     task: Task = dataclasses.field(default_factory=ClassificationTask)
+
+    def parts(self, model):
+        """The model's pretrained `tf_finetune.models.trainable.Parts` (backbone and blocks)."""
+        from tf_finetune.models import trainable
+
+        backbone = self.backbone(model)
+        blocks = self.blocks(model) if self.blocks is not None else trainable.layer_blocks(backbone)
+        return trainable.Parts(backbone, blocks)
 
 
 class lazy:  # noqa: N801 (used like a function)

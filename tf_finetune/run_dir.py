@@ -6,8 +6,8 @@ the benchmarks read it back. This module is the only place that knows the file n
 ```
 RUN/config.json              the resolved settings (a project's config dataclass)
 RUN/run.json                 the run record: project, data source, classes, examples, command
-RUN/state.json               which training phases are done, and how many epochs each ran
-RUN/history.csv              one row per epoch (Keras's CSVLogger, appended across phases)
+RUN/state.json               which stages are done, how many epochs each ran, how each ended
+RUN/history.csv              one row per epoch: the epoch, its stage, the metrics
 RUN/logs/                    TensorBoard
 RUN/backup/                  resume state after the last epoch (`tf_finetune.training.backup`)
 RUN/checkpoints/best.keras   the best model, written when training ends
@@ -125,6 +125,7 @@ class RunDir:
         """`history.csv` as a Keras-style history dict (the last row wins per epoch).
 
         After a resume an epoch can appear twice; the later row is the one that counted.
+        Metrics are floats; `stage` (the stage's name) stays text.
         """
         if not os.path.isfile(self.history_file):
             return {}
@@ -139,12 +140,12 @@ class RunDir:
             for key, value in rows[epoch].items():
                 if key == "epoch" or value in (None, ""):
                     continue
-                history.setdefault(key, []).append(float(value))
+                history.setdefault(key, []).append(value if key == "stage" else float(value))
         return history
 
-    def phase_boundaries(self):
-        """Epoch indices where a phase after the first started, for plots."""
-        return [phase["first_epoch"] for phase in self.read_state().get("phases", [])[1:]]
+    def stage_boundaries(self):
+        """`[(epoch index, stage name)]` where each stage after the first started, for plots."""
+        return [(stage["first_epoch"], stage["name"]) for stage in self.read_state().get("stages", [])[1:]]
 
     # --- Checks ---
 

@@ -100,3 +100,14 @@ def encoder_bottom(backbone, num_layers):
     return keras.Model(
         {"token_ids": token_ids, "padding_mask": padding_mask}, [x, padding_mask], name="encoder_bottom"
     )
+
+
+def pretrained_blocks(model):
+    """The pretrained layers that train, bottom to top: the embeddings (when not in the frozen
+    prefix), each transformer layer above the frozen prefix (the last one possibly at [CLS]
+    only), then BERT's pooler. What stages
+    unfreeze (`top:N`) and adapt (`lora:R` on their `query` and `value` projections)."""
+    bottom = [[layer] for layer in model.layers if layer.name == "encoder_bottom"]  # when not frozen
+    blocks = [[layer] for layer in model.layers if layer.name.startswith("transformer_layer_")]
+    pooler = [[layer] for layer in model.layers if layer.name == "pooled_dense"]
+    return bottom + blocks + pooler

@@ -1,7 +1,7 @@
 """The bert_classifier project: config + data function + model factory for the shared CLI.
 
-BERT trains in one phase (`--freeze-layers` chooses what learns), so the project names no
-backbone for a fine-tune phase to unfreeze.
+By default BERT trains in one stage (`--freeze-layers` chooses what learns); its transformer
+layers and pooler are the blocks a plan of stages unfreezes or adapts with LoRA.
 """
 
 from tf_finetune.data import text_data
@@ -20,4 +20,5 @@ PROJECT = Project(
     preprocess=text_data.preprocess,
     read_inputs=text_data.read_inputs,
     synthetic_inputs=text_data.synthetic_inputs,
+    blocks=lazy("projects.bert_classifier.model:pretrained_blocks"),
 )

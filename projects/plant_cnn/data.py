@@ -22,7 +22,9 @@ def load_data(config, data_dir=None):
         return _load_tfds(config, source.name)
 
     folder = image_folder.scan(source, max_per_class=config.max_examples_per_class, seed=config.seed)
-    train, val = image_folder.split(folder, config.validation_split, config.seed)
+    rest, test = (image_folder.hold_out(folder, config.test_split, config.seed) if config.test_split
+                  else (folder, None))
+    train, val = image_folder.split(rest, config.validation_split, config.seed)
     size = (config.resolved_image_size(),) * 2
     augmentation = make_augmentation(config)
     train_ds = image_folder.make_dataset(
@@ -33,11 +35,15 @@ def load_data(config, data_dir=None):
     info = {
         "train_examples": len(train),
         "validation_examples": len(val),
+        **({"test_examples": len(test)} if test else {}),
         "class_counts": dict(zip(folder.class_names, folder.class_counts())),
         "skipped": folder.skipped,
     }
+    batches = image_folder.training_batches(train.files, train.labels, image_size=size, augmentation=augmentation)
+    test_ds = test and image_folder.make_dataset(test.files, test.labels, image_size=size,
+                                                 batch_size=config.batch_size)
     return Data(train_ds, val_ds, folder.class_names, source, pick_examples(val.files, val.labels, NUM_EXAMPLES),
-                info, augmentation=augmentation)
+                info, augmentation=augmentation, train_batches=batches, test=test_ds)
 
 
 def make_augmentation(config):
@@ -68,9 +74,15 @@ def _load_tfds(config, name):
             augmentation=augmentation if training else None,
         )
 
+    resized = train.map(lambda x, y: (image_folder.resize_image(x, size), y)).cache()
+
+    def batches(seed, batch_size):
+        return image_folder.batch_images(resized, batch_size=batch_size, shuffle=True, seed=seed,
+                                         augmentation=augmentation, cache=False, reshuffle=False)
+
     class_names = tuple(info.features["label"].names)
     return Data(pipeline(train, True), pipeline(val, False), class_names, f"tfds:{name}", [],
-                {"tfds": name}, augmentation=augmentation)
+                {"tfds": name}, augmentation=augmentation, train_batches=batches)
 
 
 def read_inputs(paths):

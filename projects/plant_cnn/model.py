@@ -45,6 +45,13 @@ def backbone_name(config):
     return config.backbone.lower()
 
 
+def pretrained_blocks(model):
+    """The backbone's blocks, bottom to top (MobileNetV2: stem, 16 inverted-residual blocks,
+    top; MobileNet: stem and 13 depthwise-separable blocks); [] for seed_cnn."""
+    backbone = pretrained_backbone(model)
+    return [] if backbone is None else applications.blocks(backbone)
+
+
 def pretrained_backbone(model):
     """The `keras.applications` backbone of a model `build_model` made; None for seed_cnn.
 

@@ -16,4 +16,5 @@ PROJECT = Project(
     read_inputs=lazy("projects.plant_cnn.data:read_inputs"),
     synthetic_inputs=lazy("projects.plant_cnn.data:synthetic_inputs"),
     backbone=lazy("projects.plant_cnn.model:pretrained_backbone"),
+    blocks=lazy("projects.plant_cnn.model:pretrained_blocks"),
 )

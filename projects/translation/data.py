@@ -70,6 +70,8 @@ def load_data(config, data_dir=None):
     }
     return TranslationData(
         train=make_dataset(train, target_vocabulary, config, shuffle=True),
+        train_batches=lambda seed, batch_size: make_dataset(
+            train, target_vocabulary, config, shuffle=True, seed=seed, batch_size=batch_size, reshuffle=False),
         val=make_dataset(val, target_vocabulary, config),
         class_names=(),
         source=path,
@@ -145,12 +147,17 @@ def vocabulary(tokens, min_count=1):
     return [t for t, c in counts.most_common() if c >= min_count]
 
 
-def make_dataset(pairs, target_vocabulary, config, shuffle=False):
+def make_dataset(pairs, target_vocabulary, config, shuffle=False, *, seed=None, batch_size=None,
+                 reshuffle=True):
     """Batches of `({"source", "target_in"}, target_out, weights)` (see the module doc).
 
     Pairs are grouped by the length of their Chinese sentence, so a batch is padded only to
     its own longest one: every padded position costs as much as a real one in each layer.
+    `seed` and `batch_size` default to the config's; `reshuffle=False` makes every pass the
+    same order (a function of `seed`).
     """
+    seed = config.seed if seed is None else seed
+    batch_size = batch_size or config.batch_size
     import tensorflow as tf
 
     from tf_finetune.data import text_dataset
@@ -172,8 +179,8 @@ def make_dataset(pairs, target_vocabulary, config, shuffle=False):
     lengths = [min(sum(not c.isspace() for c in zh), max_chars) for zh in chinese]
     ds = tf.data.Dataset.from_tensor_slices((english, chinese, tf.constant(lengths, tf.int32)))
     if shuffle:
-        ds = ds.shuffle(len(pairs), seed=config.seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(len(pairs), seed=seed, reshuffle_each_iteration=reshuffle)
     ds = text_dataset.bucket_by_length(ds, lengths, lambda en, zh, length: length,
-                                       batch_size=config.batch_size,
+                                       batch_size=batch_size,
                                        boundaries=text_dataset.fine_bucket_boundaries(max_chars))
     return ds.map(to_batch, num_parallel_calls=tf.data.AUTOTUNE).prefetch(2)

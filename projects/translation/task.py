@@ -44,7 +44,7 @@ class TranslationTask:
                       f"weights:    {weights[i].numpy().astype(int).tolist()}", ""]
         files.atomic_write_bytes("\n".join(lines).encode("utf-8"), os.path.join(run_dir, "preview.txt"))
 
-    def write_report(self, model, data, out_dir, *, history=None, phase_boundaries=(), extra=None,
+    def write_report(self, model, data, out_dir, *, history=None, stage_boundaries=(), extra=None,
                      num_examples=10):
         from tf_finetune.reporting import plots
 
@@ -75,7 +75,7 @@ class TranslationTask:
         files.write_json(report, os.path.join(out_dir, "metrics.json"))
         if history:
             plots.plot_training_curves(history, os.path.join(out_dir, "training_curves.png"),
-                                       phase_boundaries=phase_boundaries)
+                                       stage_boundaries=stage_boundaries)
         return report
 
     def format_report(self, report):

@@ -3,6 +3,7 @@
 ```
 python -m projects.<name> train    [--data-dir DIR] [--output-dir RUN] [--epochs N] [--batch-size N]
                                    [--config FILE] [--export-dir DIR] [--smoke] [settings...]
+python -m projects.<name> lr-find  [--data-dir DIR] [--config FILE] [--stage N] [--steps N] [--output-dir DIR]
 python -m projects.<name> evaluate --run-dir RUN [--data-dir DIR]
 python -m projects.<name> export   --run-dir RUN [--export-dir DIR]
 python -m projects.<name> predict  --model RUN_OR_SAVEDMODEL INPUT...
@@ -53,6 +54,20 @@ def build_parser(project):
     train.add_argument("--export-dir", help=f"Also export a new numbered SavedModel version here (e.g. saved_models/{project.name}).")
     train.add_argument("--smoke", action="store_true", help="Shrink the run to seconds: a few examples per class, one or a few epochs per phase.")
     config_lib.add_config_flags(train, project.config_class)
+
+    lr_find = subparsers.add_parser(
+        "lr-find", parents=[common],
+        help="Learning-rate range test over one stage of the plan: writes lr_find.png and lr_find.csv and "
+             "suggests a rate; no run directory is touched.")
+    lr_find.add_argument("--data-dir", help="Data folder (default: $TF_FINETUNE_DATA/<dataset>, else the online source).")
+    lr_find.add_argument("--output-dir", help=f"Folder for lr_find.png and lr_find.csv (default: runs/{project.name}/lr_find-<timestamp>); not a run directory.")
+    lr_find.add_argument("--config", help="JSON or TOML file of settings, as for train.")
+    lr_find.add_argument("--smoke", action="store_true", help="Smoke-sized data and model, as for train.")
+    lr_find.add_argument("--stage", type=int, default=1, help="Which stage of the plan to sweep, from 1 (default: %(default)s).")
+    lr_find.add_argument("--steps", type=int, default=100, help="Batches in the sweep, at most (default: %(default)s).")
+    lr_find.add_argument("--start-lr", type=float, default=1e-7, help="First learning rate (default: %(default)s).")
+    lr_find.add_argument("--end-lr", type=float, default=10.0, help="Last learning rate (default: %(default)s).")
+    config_lib.add_config_flags(lr_find, project.config_class)
 
     evaluate = subparsers.add_parser("evaluate", parents=[common], help="Print per-class metrics of a run's best model.")
     evaluate.add_argument("--run-dir", required=True, help="A run directory written by train.")

@@ -54,6 +54,8 @@ def _train(project, args, config, trainer):
     classes = f", {len(data.class_names)} classes" if data.class_names else ""
     logger.info("Data: %s%s; %s", data.source, classes, data.info)
     model = trainer.build_model(lambda: project.build_model(config, data))
+    parts = project.parts(model)
+    plan = trainer.plan(model, parts, train_examples=data.info.get("train_examples"))
 
     run = trainer.out
     os.makedirs(run.path, exist_ok=True)
@@ -67,18 +69,19 @@ def _train(project, args, config, trainer):
         "smoke": bool(args.smoke),
         "strategy": describe_strategy(trainer.strategy),
         "command": " ".join(sys.argv),
+        "plan": [stage.to_dict() for stage in plan],
     })
     logger.info("Run directory: %s (%s)", run.path, describe_strategy(trainer.strategy))
     project.task.write_previews(data, run.path)
     start = time.time()
-    best = trainer.fit(model, data.train, data.val, backbone=project.backbone(model),
+    best = trainer.fit(model, data.train_batches or data.train, data.val, parts=parts, plan=plan,
                        **project.task.compile_args(config))
     seconds = time.time() - start
 
     report = project.task.write_report(
         best, data, run.path,
         history=run.read_history(),
-        phase_boundaries=run.phase_boundaries(),
+        stage_boundaries=run.stage_boundaries(),
         extra={"train_seconds": round(seconds, 1), "data": data.info},
     )
     print(f"\nValidation metrics ({report['num_examples']} examples, trained in {seconds:.0f} s):")
@@ -88,6 +91,70 @@ def _train(project, args, config, trainer):
         export_dir = args.export_dir if trainer.is_chief else os.path.join(run.path, "exports")
         path = _export(project, run, best, config, export_dir)
         print(f"Exported: {path}")
+
+
+def lr_find(project, args):
+    """The learning-rate range test over one stage (`tf_finetune.training.lr_finder`)."""
+    config = config_lib.build_config(project.config_class, file=args.config, smoke=args.smoke,
+                                     overrides=config_lib.overrides_from_args(project.config_class, args))
+    if args.steps < 2:
+        raise UserError(f"--steps must be at least 2. Received: steps={args.steps}")
+    if not 0 < args.start_lr < args.end_lr:
+        raise UserError(f"--start-lr and --end-lr must satisfy 0 < start < end. Received: "
+                        f"start_lr={args.start_lr}, end_lr={args.end_lr}")
+    out = RunDir(args.output_dir or os.path.join(
+        "runs", project.name, datetime.datetime.now().strftime("lr_find-%Y%m%d-%H%M%S")))
+    if out.exists():
+        raise UserError(f"--output-dir {out.path} is a training run directory, which lr-find never writes "
+                        "into: pass a new folder.")
+    files.check_writable_folder(out.path, "--output-dir", "the range test")
+    load_tensorflow(args.verbose)
+    from tf_finetune.models import trainable
+    from tf_finetune.reporting import plots
+    from tf_finetune.training import Trainer
+    from tf_finetune.training import lr_finder
+    from tf_finetune.training import optimizers
+
+    trainer = Trainer(config, out.path)
+    data = project.load_data(config, args.data_dir)
+    model = trainer.build_model(lambda: project.build_model(config, data))
+    parts = project.parts(model)
+    plan = trainer.plan(model, parts, train_examples=data.info.get("train_examples"))
+    if not 1 <= args.stage <= len(plan):
+        raise UserError(f"--stage {args.stage}: the plan has {len(plan)} stage(s) "
+                        f"({', '.join(s.name for s in plan)}): pass 1 to {len(plan)}.")
+    stage = plan[args.stage - 1]
+    as_built = trainable.capture(model)
+    for earlier in plan[: args.stage]:  # the structure (adapters) of the stages before it
+        described = trainable.apply(model, earlier.trainable, parts, as_built, lora_alpha=earlier.lora_alpha,
+                                    lora_targets=earlier.lora_targets)
+    with trainer.strategy.scope():
+        optimizer = optimizers.make_optimizer(stage.optimizer, args.start_lr, stage.weight_decay)
+    compile_args = project.task.compile_args(config)
+    batches = data.train_batches(config.seed, stage.batch_size) if data.train_batches else data.train
+    if config.label_smoothing > 0 and "loss" not in compile_args:
+        import tensorflow as tf
+
+        batches = batches.map(lambda x, y: (x, tf.one_hot(y, model.output_shape[-1])))
+    trainer.compile(model, optimizer, **compile_args)
+    logger.info("Range test over stage %d (%s): %s; %s from %g to %g over at most %d steps.", args.stage,
+                stage.name, described, stage.optimizer, args.start_lr, args.end_lr, args.steps)
+    try:
+        result = lr_finder.run(model, iter(batches.repeat()), set_rate=lambda rate: setattr(optimizer, "learning_rate", rate),
+                               steps=args.steps, start=args.start_lr, end=args.end_lr)
+    except ValueError as e:
+        raise UserError(f"lr-find: {e}") from None
+    rows = ["step,learning_rate,loss,smoothed_loss"] + [
+        f"{i},{rate!r},{loss!r},{smooth!r}" for i, (rate, loss, smooth)
+        in enumerate(zip(result.rates, result.losses, result.smoothed + [float("nan")] * len(result.rates)))]
+    os.makedirs(out.path, exist_ok=True)
+    files.atomic_write_bytes(("\n".join(rows) + "\n").encode("utf-8"), out.file("lr_find.csv"))
+    plots.plot_lr_find(result, out.file("lr_find.png"))
+    ended = (f"the loss diverged at {result.diverged_at:.3g}" if result.diverged_at
+             else f"the sweep reached {result.rates[-1]:.3g}")
+    print(f"Suggested learning rate: {result.suggestion:.3g} ({result.how_chosen()}; {len(result.rates)} steps, "
+          f"{ended}).")
+    print(f"Written: {out.file('lr_find.png')}, {out.file('lr_find.csv')}")
 
 
 def evaluate(project, args):
@@ -114,7 +181,10 @@ def export(project, args):
 
 
 def _export(project, run, model, config, export_dir, record=None):
+    from tf_finetune.models import lora
+
     record = record or run.read_record()
+    model = lora.merged(model)  # an ordinary model: low-rank adapters folded into the kernels
     try:
         examples = project.read_inputs(record.get("examples", []))
     except UserError:
@@ -151,4 +221,4 @@ def predict(project, args):
         print(line)
 
 
-COMMANDS = {"train": train, "evaluate": evaluate, "export": export, "predict": predict}
+COMMANDS = {"train": train, "lr-find": lr_find, "evaluate": evaluate, "export": export, "predict": predict}

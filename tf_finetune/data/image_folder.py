@@ -176,17 +176,19 @@ def split(folder, validation_split, seed):
     `splits.stratified_split`).
     """
     train, val = splits.stratified_split(folder.files, folder.labels, validation_split, seed)
+    return _subset(folder, train), _subset(folder, val)
 
-    def subset(indices):
-        return ImageFolder(
-            folder.root,
-            folder.class_names,
-            tuple(folder.files[i] for i in indices),
-            tuple(folder.labels[i] for i in indices),
-            folder.skipped,
-        )
 
-    return subset(train), subset(val)
+def hold_out(folder, test_split, seed):
+    """`(rest, test)` `ImageFolder`s: a seeded stratified test set that training never sees
+    (`splits.hold_out`); split `rest` into training and validation as usual."""
+    rest, test = splits.hold_out(folder.files, folder.labels, test_split, seed)
+    return _subset(folder, rest), _subset(folder, test)
+
+
+def _subset(folder, indices):
+    return ImageFolder(folder.root, folder.class_names, tuple(folder.files[i] for i in indices),
+                       tuple(folder.labels[i] for i in indices), folder.skipped)
 
 
 def decode_image(encoded, image_size):
@@ -231,34 +233,61 @@ def make_dataset(
             batch (e.g. `tf_finetune.augmentation.ImageAugmentation`), or None.
         cache: keep decoded images in memory after the first epoch.
     """
+    base = _decoded(files, labels, image_size, shuffle_names=shuffle and not cache, seed=seed,
+                    reshuffle=True)
+    return batch_images(base, batch_size=batch_size, shuffle=shuffle and cache, seed=seed,
+                        augmentation=augmentation, cache=cache, buffer_size=len(files))
+
+
+def training_batches(files, labels, *, image_size, augmentation=None, cache=True):
+    """`batches(seed, batch_size)`: one epoch's shuffled, augmented training batches.
+
+    The order and the augmentation are a function of `seed` (iterating the dataset twice
+    gives the same batches), which is how the trainer makes each epoch a function of the
+    run's seed, the stage and the epoch. The decoded images are cached once for every epoch.
+    """
+    base = _decoded(files, labels, image_size).cache() if cache else None
+
+    def batches(seed, batch_size):
+        if cache:
+            return batch_images(base, batch_size=batch_size, shuffle=True, seed=seed, augmentation=augmentation,
+                                cache=False, buffer_size=len(files), reshuffle=False)
+        names = _decoded(files, labels, image_size, shuffle_names=True, seed=seed, reshuffle=False)
+        return batch_images(names, batch_size=batch_size, seed=seed, augmentation=augmentation, cache=False,
+                            reshuffle=False)
+
+    return batches
+
+
+def _decoded(files, labels, image_size, *, shuffle_names=False, seed=None, reshuffle=True):
+    """(uint8 image, int32 label) pairs decoded from `files`; `shuffle_names` shuffles the
+    cheap file names before decoding. Cached images are the caller's choice (`batch_images`)."""
     import tensorflow as tf
 
-    autotune = tf.data.AUTOTUNE
     image_size = tuple(int(s) for s in image_size)
     ds = tf.data.Dataset.from_tensor_slices(
         (tf.constant(list(files), tf.string), tf.constant(list(labels), tf.int32))
     )
+    if shuffle_names:
+        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=reshuffle)
 
     def load(path, label):
         return decode_image(tf.io.read_file(path), image_size), label
 
-    if not cache and shuffle:  # Shuffle the cheap file names before decoding.
-        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(load, num_parallel_calls=autotune)
-    return batch_images(
-        ds, batch_size=batch_size, shuffle=shuffle and cache, seed=seed,
-        augmentation=augmentation, cache=cache, buffer_size=len(files),
-    )
+    ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds
 
 
 def batch_images(ds, *, batch_size, shuffle=False, seed=None, augmentation=None, cache=True,
-                 buffer_size=2048):
+                 buffer_size=2048, reshuffle=True):
     """The shared tail of every image pipeline: cache, shuffle, batch, float32, augment.
 
     Args:
         ds: a dataset of (uint8 [H, W, 3] image, int label) pairs, all the same size.
         seed: seeds the shuffle and, for an `ImageAugmentation`, each batch's augmentation.
         buffer_size: shuffle buffer (the whole dataset when it fits).
+        reshuffle: draw a new order and new augmentation seeds on every pass (False: every
+            pass is the same, a function of `seed`).
     """
     import tensorflow as tf
 
@@ -266,16 +295,16 @@ def batch_images(ds, *, batch_size, shuffle=False, seed=None, augmentation=None,
     if cache:
         ds = ds.cache()
     if shuffle:
-        ds = ds.shuffle(buffer_size, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(buffer_size, seed=seed, reshuffle_each_iteration=reshuffle)
     ds = ds.batch(batch_size)
     ds = ds.map(lambda x, y: (tf.cast(x, tf.float32), tf.cast(y, tf.int32)), num_parallel_calls=autotune)
     if augmentation is not None and seed is not None and _takes_seed(augmentation):
         from tf_finetune.augmentation.seeds import int32_seed
 
-        # One seed per batch, from a stream that is seeded and moves on every epoch like the
-        # shuffle: each batch's augmentation is then the same in every run, whichever thread
-        # of the parallel map computes it (see "Randomness" in docs/augmentation.md).
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        # One seed per batch, from a seeded stream: each batch's augmentation is then the same
+        # in every run, whichever thread of the parallel map computes it (see "Randomness" in
+        # docs/augmentation.md).
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=reshuffle).batch(2)
         ds = tf.data.Dataset.zip(ds, seeds).map(
             lambda batch, pair: (augmentation(batch[0], training=True, seed=int32_seed(pair)), batch[1]),
             num_parallel_calls=autotune,
@@ -288,6 +317,8 @@ def batch_images(ds, *, batch_size, shuffle=False, seed=None, augmentation=None,
 
 
 def _takes_seed(augmentation):
+    """Whether `augmentation` takes a per-call seed (tf_finetune's augmentation layers do)."""
     from tf_finetune.augmentation import ImageAugmentation
+    from tf_finetune.augmentation import TextAugmentation
 
-    return isinstance(augmentation, ImageAugmentation)
+    return isinstance(augmentation, (ImageAugmentation, TextAugmentation))

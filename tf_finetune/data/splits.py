@@ -1,4 +1,5 @@
-"""Seeded stratified train/validation splits, shared by image folders and text tables."""
+"""Seeded stratified splits (train/validation, and a held-out test set), shared by image
+folders and text tables."""
 
 import collections
 import random
@@ -28,15 +29,34 @@ def stratified_split(keys, labels, validation_split, seed):
             f"validation_split must be between 0 and 1 (exclusive). Received: "
             f"validation_split={validation_split}"
         )
+    return _cut(keys, labels, validation_split, f"{seed}-split", leave=1)
+
+
+def hold_out(keys, labels, fraction, seed):
+    """Holds out a seeded stratified `fraction` of the examples: `(rest, held out)` indices.
+
+    For a test set that no choice is made on: each class gives `round(n * fraction)` examples
+    (at least one when it has three or more), drawn from a random stream of its own
+    (`f"{seed}-test-{label}"`), so the train/validation split of the rest is the same kind of
+    split as without a test set. Both lists are in key order.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise UserError(f"test_split must be between 0 and 1 (exclusive). Received: test_split={fraction}")
+    return _cut(keys, labels, fraction, f"{seed}-test", leave=2)
+
+
+def _cut(keys, labels, fraction, stream, leave):
+    """`(kept, cut)` indices: from each class, `round(n * fraction)` examples cut (at least one,
+    and at most `n - leave`; none from a class of `leave` or fewer), shuffled from their keys
+    in sorted order with `random.Random(f"{stream}-{label}")`."""
     by_class = collections.defaultdict(list)
     for index, label in enumerate(labels):
         by_class[label].append(index)
-    train, val = [], []
+    kept, cut = [], []
     for label in sorted(by_class):
         indices = sorted(by_class[label], key=lambda i: keys[i])
-        random.Random(f"{seed}-split-{label}").shuffle(indices)
-        n_val = int(round(len(indices) * validation_split))
-        n_val = min(max(n_val, 1), len(indices) - 1) if len(indices) >= 2 else 0
-        val.extend(indices[:n_val])
-        train.extend(indices[n_val:])
-    return sorted(train, key=lambda i: keys[i]), sorted(val, key=lambda i: keys[i])
+        random.Random(f"{stream}-{label}").shuffle(indices)
+        n = min(max(int(round(len(indices) * fraction)), 1), len(indices) - leave) if len(indices) > leave else 0
+        cut.extend(indices[:n])
+        kept.extend(indices[n:])
+    return sorted(kept, key=lambda i: keys[i]), sorted(cut, key=lambda i: keys[i])

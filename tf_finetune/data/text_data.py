@@ -104,6 +104,16 @@ def load_tables(config, data_dir=None):
     return train, val, source, info
 
 
+def hold_out_test(config, train, info):
+    """`(train, test or None)`: `config.test_split` of the training texts held out as a test
+    set (duplicates dropped first); `info` gets the counts."""
+    if not config.test_split:
+        return train, None
+    train, test = text_table.hold_out(train, config.test_split, config.seed)
+    info.update(train_examples=len(train), test_examples=len(test), test_counts=test.class_counts())
+    return train, test
+
+
 def make_data(config, train, val, source, info, *, adapt=False, **batching):
     """`Data` of raw-text batches grouped by length, from train/validation `TextTable`s.
 
@@ -115,18 +125,27 @@ def make_data(config, train, val, source, info, *, adapt=False, **batching):
 
     from tf_finetune.data import text_dataset
 
-    batching = dict(batch_size=config.batch_size, max_length=config.max_length, **batching)
+    augmentation = make_augmentation(config)
+    batching = dict(max_length=config.max_length, **batching)
+    train, test = hold_out_test(config, train, info)
+
+    def train_batches(seed, batch_size, reshuffle=False):
+        return text_dataset.make_text_dataset(
+            train.texts, train.labels, shuffle=True, seed=seed, reshuffle=reshuffle,
+            augmentation=augmentation, batch_size=batch_size, **batching)
+
     return Data(
-        train=text_dataset.make_text_dataset(
-            train.texts, train.labels, shuffle=True, seed=config.seed,
-            augmentation=make_augmentation(config), **batching,
-        ),
-        val=text_dataset.make_text_dataset(val.texts, val.labels, **batching),
+        train=train_batches(config.seed, config.batch_size, reshuffle=True),
+        train_batches=train_batches,
+        val=text_dataset.make_text_dataset(val.texts, val.labels, batch_size=config.batch_size, **batching),
+        test=test and text_dataset.make_text_dataset(test.texts, test.labels, batch_size=config.batch_size,
+                                                     **batching),
         class_names=train.class_names,
         source=source,
         examples=pick_examples(val.texts, val.labels, NUM_EXAMPLES),
         info=info,
         adapt=tf.data.Dataset.from_tensor_slices(list(train.texts)) if adapt else None,
+        augmentation=augmentation,
     )
 
 

@@ -72,7 +72,7 @@ def bucket_by_length(ds, lengths, length_fn, *, batch_size, boundaries, pad=Fals
 
 
 def make_text_dataset(texts, labels, *, batch_size, max_length, shuffle=False, seed=None,
-                      augmentation=None, bucket=True, boundaries=None):
+                      augmentation=None, bucket=True, boundaries=None, reshuffle=True):
     """A batched dataset of (1-D tf.string texts, int32 labels).
 
     Args:
@@ -80,12 +80,14 @@ def make_text_dataset(texts, labels, *, batch_size, max_length, shuffle=False, s
         labels: sequence of int class ids, one per text.
         batch_size: texts per batch.
         max_length: the model's token limit; texts longer than this share the last bucket.
-        shuffle: reshuffle every epoch (training).
-        seed: shuffle seed.
+        shuffle: shuffle the texts (training).
+        seed: the shuffle's seed, and (with a `TextAugmentation`) each batch's augmentation's.
         augmentation: optional callable `(strings, training=True) -> strings` applied to
-            each training batch (e.g. `tf_finetune.text_augmentation.TextAugmentation`).
+            each training batch (e.g. `tf_finetune.augmentation.TextAugmentation`).
         bucket: group texts of similar length (False: plain batches in the given order).
         boundaries: bucket edges in words (default: `bucket_boundaries(max_length)`).
+        reshuffle: a new order (and augmentation) on every pass; False: every pass is the
+            same, a function of `seed` (how the trainer makes each epoch reproducible).
     """
     import tensorflow as tf
 
@@ -102,7 +104,7 @@ def make_text_dataset(texts, labels, *, batch_size, max_length, shuffle=False, s
          tf.constant(lengths, tf.int32))
     )
     if shuffle:
-        ds = ds.shuffle(len(texts), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(len(texts), seed=seed, reshuffle_each_iteration=reshuffle)
     if bucket:
         ds = bucket_by_length(ds, lengths, lambda text, label, length: length,
                               batch_size=batch_size,
@@ -110,7 +112,14 @@ def make_text_dataset(texts, labels, *, batch_size, max_length, shuffle=False, s
     else:
         ds = ds.batch(batch_size)
     ds = ds.map(lambda text, label, length: (text, label))
-    if augmentation is not None:
+    if augmentation is not None and seed is not None and hasattr(augmentation, "word_deletion"):
+        # A seed per batch from a seeded stream, so a parallel map augments the same way in
+        # every run (see `tf_finetune.augmentation.text_augmentation`).
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=reshuffle).batch(2)
+        ds = tf.data.Dataset.zip(ds, seeds).map(
+            lambda batch, pair: (augmentation(batch[0], training=True, seed=pair), batch[1]),
+            num_parallel_calls=tf.data.AUTOTUNE)
+    elif augmentation is not None:
         ds = ds.map(lambda text, label: (augmentation(text, training=True), label),
                     num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)

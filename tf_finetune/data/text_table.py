@@ -282,6 +282,15 @@ def split(table, validation_split, seed):
     return _subset(table, train), _subset(table, val)
 
 
+def hold_out(table, test_split, seed):
+    """`(rest, test)` `TextTable`s: a seeded stratified test set that training never sees.
+
+    Duplicate texts are dropped first, so no test text is also a training text."""
+    table = drop_duplicates(table)
+    rest, test = splits.hold_out(range(len(table)), table.labels, test_split, seed)
+    return _subset(table, rest), _subset(table, test)
+
+
 def drop_duplicates(table):
     """Keeps the first row of each distinct text; the others count as "duplicate text"."""
     seen, keep = set(), []

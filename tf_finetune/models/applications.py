@@ -11,6 +11,7 @@ Keras downloads), else downloaded by Keras; offline, that fails with one clear l
 
 import importlib
 import os
+import re
 
 import keras
 
@@ -34,6 +35,10 @@ ALIASES = {
     "nasnet_mobile": "NASNetMobile",
 }
 ALPHA_MODELS = ("MobileNet", "MobileNetV2", "MobileNetV3Small", "MobileNetV3Large")
+# How keras.applications name the layers of one block: MobileNetV2's block_7_expand,
+# MobileNet's conv_dw_7 / conv_pw_7 / conv_pad_7, EfficientNet's block3b_..., ResNet's
+# conv4_block2_..., Xception's block5_...
+BLOCK_NAME = re.compile(r"^(block_?\d+[a-z]?|conv\d+_block\d+)_|^conv_(?:dw|pw|pad)_(\d+)")
 
 
 def constructor_name(name):
@@ -148,3 +153,26 @@ def build_backbone(name, *, image_size, alpha=1.0, weights="imagenet"):
             "saved from the same architecture and width."
         ) from None
     return backbone, ApplicationPreprocess(ctor, name="preprocess")
+
+
+def blocks(backbone):
+    """The backbone's blocks, bottom to top, each a list of its layers that hold weights.
+
+    A block is the layers `keras.applications` names alike (`BLOCK_NAME`: MobileNetV2 has 16
+    inverted-residual blocks, MobileNet 13 depthwise-separable ones); the layers before the
+    first block form a `stem` block and those after the last a `top` block. A backbone whose
+    names follow no such pattern has one block per layer with weights.
+    """
+    groups, in_blocks = {}, False
+    for layer in backbone.layers:
+        match = BLOCK_NAME.match(layer.name)
+        if match:
+            key, in_blocks = match.group(1) or f"conv_{match.group(2)}", True
+        else:
+            key = "top" if in_blocks else "stem"
+        groups.setdefault(key, []).append(layer)
+    found = [[layer for layer in group if layer.weights] for group in groups.values()]
+    found = [group for group in found if group]
+    if len(found) <= 2:  # nothing matched: one block per layer
+        return [[layer] for layer in backbone.layers if layer.weights]
+    return found

@@ -52,11 +52,21 @@ def predict_dataset(model, dataset, keep_wrong=0):
     return np.concatenate(y_true), np.concatenate(y_prob), wrong
 
 
-def write_report(model, dataset, class_names, out_dir, *, history=None, phase_boundaries=(), extra=None):
-    """Evaluates `model` on `dataset` and writes metrics.json and plots to `out_dir`."""
+def write_report(model, dataset, class_names, out_dir, *, history=None, stage_boundaries=(), extra=None,
+                 test=None):
+    """Evaluates `model` on `dataset` and writes metrics.json and plots to `out_dir`.
+
+    With a held-out `test` dataset, its report goes under `"test"` in metrics.json (and its
+    confusion matrix to `test_confusion_matrix.png`): the figure no choice was made on.
+    """
     os.makedirs(out_dir, exist_ok=True)
     y_true, y_prob, wrong = predict_dataset(model, dataset, keep_wrong=MAX_MISCLASSIFIED)
     report = metrics.classification_report(y_true, y_prob, list(class_names))
+    if test is not None:
+        test_true, test_prob, _ = predict_dataset(model, test)
+        report["test"] = metrics.classification_report(test_true, test_prob, list(class_names))
+        plots.plot_confusion_matrix(np.asarray(report["test"]["confusion_matrix"]), list(class_names),
+                                    os.path.join(out_dir, "test_confusion_matrix.png"), title="Test set")
     if extra:
         report.update(extra)
     files.write_json(report, os.path.join(out_dir, "metrics.json"))
@@ -73,7 +83,7 @@ def write_report(model, dataset, class_names, out_dir, *, history=None, phase_bo
         )
     if history:
         plots.plot_training_curves(
-            history, os.path.join(out_dir, "training_curves.png"), phase_boundaries=phase_boundaries
+            history, os.path.join(out_dir, "training_curves.png"), stage_boundaries=stage_boundaries
         )
     return report
 

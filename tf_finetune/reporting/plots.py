@@ -20,7 +20,7 @@ _DPI = 100
 _TITLE_CHARS = 30  # Characters per title line that fit over one 2.5-inch grid cell.
 
 
-def plot_training_curves(history, path, *, phase_boundaries=(), title=None):
+def plot_training_curves(history, path, *, stage_boundaries=(), title=None):
     """Plot train / validation curves per metric, one subplot per metric family.
 
     Args:
@@ -31,20 +31,21 @@ def plot_training_curves(history, path, *, phase_boundaries=(), title=None):
             names in the order they appear. Series that aren't one number per epoch (e.g. a
             per-class metric) are skipped. NaN / infinite values leave gaps in the curve.
         path: destination `.png` file.
-        phase_boundaries: epoch counts after which a new training phase started, i.e. the
-            `initial_epoch` of each later `fit` call (phase 1 ran 5 epochs -> `(5,)`). A
-            dashed vertical line labelled "fine-tune" is drawn between epoch `b` and `b + 1`.
+        stage_boundaries: where each stage after the first started: epoch counts (the first
+            stage ran 5 epochs -> `(5,)`), or `(epoch count, stage name)` pairs. A dashed
+            vertical line is drawn between epoch `b` and `b + 1`, with the stage's name
+            ("fine-tune" when none is given).
         title: optional figure title.
 
     Returns:
         `path` as a `pathlib.Path`.
 
     Raises:
-        ValueError: `path` isn't a `.png`, `history` has no plottable series, or a phase
+        ValueError: `path` isn't a `.png`, `history` has no plottable series, or a stage
             boundary isn't a non-negative integer.
     """
     path = _check_png_path(path)
-    fig = _training_curves_figure(history, phase_boundaries=phase_boundaries, title=title)
+    fig = _training_curves_figure(history, stage_boundaries=stage_boundaries, title=title)
     _save_png(fig, path)
     return path
 
@@ -105,10 +106,42 @@ def plot_image_grid(images, path, *, titles=None, ncols=4, title=None):
     return path
 
 
+def plot_lr_find(result, path):
+    """Plots a learning-rate range test: loss and smoothed loss against the rate (log axis),
+    the suggestion marked.
+
+    Args:
+        result: a `tf_finetune.training.lr_finder.RangeTest`.
+        path: destination `.png` file.
+    """
+    from matplotlib.figure import Figure
+
+    path = _check_png_path(path)
+    fig = Figure(figsize=(7.0, 4.0), layout="constrained")
+    ax = fig.subplots()
+    losses = np.asarray(result.losses, dtype=np.float64)
+    ax.plot(result.rates, np.where(np.isfinite(losses), losses, np.nan), alpha=0.35, label="loss")
+    ax.plot(result.rates[: len(result.smoothed)], result.smoothed, label="smoothed loss")
+    ax.axvline(result.suggestion, color="tab:red", linestyle="--", linewidth=1,
+               label=f"suggestion {result.suggestion:.2g} (steepest descent)")
+    ax.axvline(result.minimum_rate, color="gray", linestyle=":", linewidth=1,
+               label=f"minimum {result.minimum_rate:.2g}")
+    finite = [v for v in result.smoothed if np.isfinite(v)]
+    if finite:  # from a little under the minimum to a little over where the sweep started
+        low, top = min(finite), max(finite[0], min(finite)) * 1.25
+        ax.set_ylim(low - 0.05 * (top - low), top + 1e-9)
+    ax.set_xscale("log")
+    ax.set(xlabel="learning rate", ylabel="training loss", title="Learning-rate range test")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="best", fontsize="small")
+    _save_png(fig, path)
+    return path
+
+
 # --- Figure builders (return a `Figure`; kept separate so tests can inspect them). ---
 
 
-def _training_curves_figure(history, *, phase_boundaries=(), title=None):
+def _training_curves_figure(history, *, stage_boundaries=(), title=None):
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
@@ -117,11 +150,12 @@ def _training_curves_figure(history, *, phase_boundaries=(), title=None):
         raise ValueError(
             f"`history` must be a dict of metric name -> per-epoch values. Received: history={history!r}"
         )
-    if isinstance(phase_boundaries, (int, np.integer)):
-        phase_boundaries = (phase_boundaries,)
-    phase_boundaries = tuple(phase_boundaries)
+    if isinstance(stage_boundaries, (int, np.integer)):
+        stage_boundaries = (stage_boundaries,)
+    stage_boundaries = tuple(stage_boundaries)
     boundaries = []
-    for boundary in phase_boundaries:
+    for item in stage_boundaries:
+        boundary, name = item if isinstance(item, (tuple, list)) and len(item) == 2 else (item, "fine-tune")
         if (
             isinstance(boundary, bool)
             or not isinstance(boundary, (int, float, np.integer, np.floating))
@@ -129,10 +163,10 @@ def _training_curves_figure(history, *, phase_boundaries=(), title=None):
             or boundary < 0
         ):
             raise ValueError(
-                "`phase_boundaries` must be non-negative epoch counts. "
-                f"Received: phase_boundaries={phase_boundaries!r}"
+                "`stage_boundaries` must be non-negative epoch counts, or (epoch count, name) pairs. "
+                f"Received: stage_boundaries={stage_boundaries!r}"
             )
-        boundaries.append(int(boundary))
+        boundaries.append((int(boundary), str(name)))
 
     families = _metric_families(history)
     if not families:
@@ -151,14 +185,10 @@ def _training_curves_figure(history, *, phase_boundaries=(), title=None):
             ax.plot(epochs, values, marker="o", markersize=3, label=label)
         if _is_learning_rate(family) and _all_positive(series):
             ax.set_yscale("log")  # Schedules span decades; a linear axis flattens them.
-        for i, boundary in enumerate(boundaries):
-            ax.axvline(
-                boundary + 0.5,
-                color="gray",
-                linestyle="--",
-                linewidth=1,
-                label="fine-tune" if i == 0 else None,
-            )
+        for boundary, name in boundaries:
+            ax.axvline(boundary + 0.5, color="gray", linestyle="--", linewidth=1)
+            ax.text(boundary + 0.6, 0.98, name, transform=ax.get_xaxis_transform(), rotation=90,
+                    va="top", ha="left", fontsize="x-small", color="gray")
         ax.set_title(family)
         ax.set_xlabel("epoch")
         ax.set_ylabel(family)

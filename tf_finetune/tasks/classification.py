@@ -30,18 +30,24 @@ class ClassificationTask:
             evaluation.write_augmentation_preview(data.augmentation, data.val,
                                                   os.path.join(run_dir, "augmentation.png"))
 
-    def write_report(self, model, data, out_dir, *, history=None, phase_boundaries=(), extra=None):
-        """Evaluates on `data.val`; writes metrics.json and the plots (for images also the
-        misclassified ones); returns the report."""
+    def write_report(self, model, data, out_dir, *, history=None, stage_boundaries=(), extra=None):
+        """Evaluates on `data.val` (and a held-out `data.test`); writes metrics.json and the
+        plots (for images also the misclassified ones); returns the report."""
         from tf_finetune.reporting import evaluation
 
         return evaluation.write_report(model, data.val, data.class_names, out_dir, history=history,
-                                       phase_boundaries=phase_boundaries, extra=extra)
+                                       stage_boundaries=stage_boundaries, extra=extra,
+                                       test=getattr(data, "test", None))
 
     def format_report(self, report):
         from tf_finetune.reporting import metrics
 
-        return metrics.format_report(report)
+        text = metrics.format_report(report)
+        if "test" in report:
+            test = report["test"]
+            text += (f"\n\nHeld-out test set ({test['num_examples']} examples, no choice made on it): "
+                     f"accuracy {test['accuracy']:.4f}, macro F1 {test['macro_f1']:.4f}")
+        return text
 
     def serving_fn(self, model, preprocess, record):
         """`fn(1-D tf.string) -> {"probabilities", "labels"}`, as exported."""

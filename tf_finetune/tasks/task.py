@@ -22,11 +22,11 @@ class Task(typing.Protocol):
         """Before training: files that show what the model will be fed (e.g. the training
         augmentation), written into `run_dir`."""
 
-    def write_report(self, model, data, out_dir, *, history=None, phase_boundaries=(),
+    def write_report(self, model, data, out_dir, *, history=None, stage_boundaries=(),
                      extra=None) -> dict:
         """Evaluates `model` on the held-out data of `data`; writes `metrics.json` and plots
-        into `out_dir` (with the training curves when `history` is given, phases marked at
-        `phase_boundaries`); `extra` is merged into the report. Returns the report."""
+        into `out_dir` (with the training curves when `history` is given, stages marked at
+        `stage_boundaries`); `extra` is merged into the report. Returns the report."""
 
     def format_report(self, report) -> str:
         """The report as text for the terminal."""

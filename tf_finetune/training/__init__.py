@@ -1,21 +1,27 @@
 """Training: the one `Trainer`, and what it is made of.
 
-- `trainer`: `Trainer`, the head and fine-tune phases with callbacks, backups and resume.
-- `backup`: `EpochBackup`, the state saved after every epoch (exact resume).
-- `data_passes`: which pass over the data each epoch reads, so a resumed run replays them.
+- `trainer`: `Trainer`, a plan of stages run epoch by epoch, with backups and exact resume.
+- `stages`: `Stage`, the plan's vocabulary (what trains, optimizer, rate, batch size) and
+  its shorthands (gradual and adaptive unfreezing, optimizer switch, batch ramp).
+- `backup`: the state saved after every epoch, checksummed, with the previous one kept.
+- `epoch_log`: `history.csv` and TensorBoard, a row per epoch.
+- `plateau`: reduce-on-plateau that multiplies any schedule.
+- `lr_finder`: the learning-rate range test.
 - `prefix_cache`: `PrefixCache`, a frozen prefix's outputs computed once.
 - `schedules`, `optimizers`: learning-rate schedules with warmup; optimizers by name with
   layer-wise learning-rate decay.
 - `strategy`, `distributed`: choosing a `tf.distribute` strategy; multi-worker `fit`.
-- `callbacks`: per-epoch learning rate, wall time, TensorBoard.
 """
 
 from tf_finetune._lazy import exports
 
 __getattr__, __dir__, __all__ = exports(__name__, {
     "Trainer": "trainer",
-    "Phase": "trainer",
-    "EpochBackup": "backup",
+    "epoch_seed": "trainer",
+    "Stage": "stages",
+    "Backup": "backup",
+    "EpochLog": "epoch_log",
+    "ScaledSchedule": "plateau",
     "PrefixCache": "prefix_cache",
     "build_schedule": "schedules",
     "LinearWarmup": "schedules",

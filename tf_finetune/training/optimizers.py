@@ -127,3 +127,35 @@ ScaledAdam = _scaled(keras.optimizers.Adam)
 ScaledAdamW = _scaled(keras.optimizers.AdamW)
 ScaledSGD = _scaled(keras.optimizers.SGD)
 ScaledRMSprop = _scaled(keras.optimizers.RMSprop)
+
+
+def sgd_rate_from_adam(optimizer, peak_rate, momentum=0.9):
+    """The SGD (with momentum) rate whose steps are as large as Adam's were: the optimizer switch.
+
+    At the end of an Adam(W) stage each parameter moved by about `rate * m / sqrt(v)` per
+    step (`m`, `v` its bias-corrected first and second moment estimates). SGD with momentum
+    `momentum` moves it by about `rate_sgd * g / (1 - momentum)` once the momentum has built
+    up. Matching the root-mean-square of the two over all trainable parameters, with the
+    gradient `g` estimated by `m`:
+
+        rate_sgd = (1 - momentum) * peak_rate * rms(m / (sqrt(v) + eps)) / rms(m)
+
+    `peak_rate` is the Adam stage's peak (a decayed schedule ends near 0, which says nothing
+    of the step size the parameters took). With stationary gradients of size G this gives
+    `(1 - momentum) * peak_rate / G` (Adam's steps are about `rate`; SGD's `rate_sgd * G / 0.1`).
+    In the spirit of SWATS (Keskar & Socher 2017), which projects Adam's step onto the gradient.
+    """
+    import numpy as np
+
+    step = max(int(keras.ops.convert_to_numpy(optimizer.iterations)), 1)
+    beta_1, beta_2 = float(optimizer.beta_1), float(optimizer.beta_2)
+    ratio_sq = first_sq = count = 0.0
+    for m, v in zip(optimizer._momentums, optimizer._velocities):
+        m = np.asarray(keras.ops.convert_to_numpy(m), np.float64) / (1 - beta_1 ** step)
+        v = np.asarray(keras.ops.convert_to_numpy(v), np.float64) / (1 - beta_2 ** step)
+        ratio_sq += float(np.sum((m / (np.sqrt(v) + optimizer.epsilon)) ** 2))
+        first_sq += float(np.sum(m ** 2))
+        count += m.size
+    if not count or first_sq == 0.0:
+        raise ValueError("The Adam optimizer has no moment estimates yet (it has not taken a step).")
+    return float((1 - momentum) * peak_rate * np.sqrt(ratio_sq / count) / np.sqrt(first_sq / count))

@@ -93,32 +93,43 @@ class PrefixCache:
             return cls(np.concatenate(values), labels, np.concatenate(lengths).astype(np.int64))
         return cls(np.concatenate(values), labels)
 
-    def dataset(self, batch_size, *, shuffle=False, seed=None):
+    def dataset(self, batch_size, *, shuffle=False, seed=None, reshuffle=True):
         """A batched `tf.data.Dataset` of `(cached outputs, labels)`, with a known length.
 
         Sequence outputs come as `(sequence [B, T, D], padding_mask [B, T])`, each batch
-        padded to its longest example and drawn from one length bucket; `shuffle` reshuffles
-        the examples every epoch.
+        padded to its longest example and drawn from one length bucket. `shuffle` shuffles
+        the examples, anew on every pass unless `reshuffle=False` (then `seed` fixes it).
         """
         import tensorflow as tf
 
         n = len(self)
-        if self.lengths is None:
-            ds = tf.data.Dataset.from_tensor_slices((self.values, self.labels))
-            if shuffle:
-                ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
-            return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
-
-        rows = tf.RaggedTensor.from_row_lengths(self.values, self.lengths)
-        ds = tf.data.Dataset.from_tensor_slices((rows, self.labels))
+        ds = tf.data.Dataset.from_tensor_slices(self._tensors())
         if shuffle:
-            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=reshuffle)
+        if self.lengths is None:
+            return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
         ds = ds.map(lambda seq, y: ((seq, tf.ones(tf.shape(seq)[:1], tf.int32)), y))
         ds = text_dataset.bucket_by_length(
             ds, self.lengths, lambda x, y: tf.shape(x[0])[0], batch_size=batch_size,
             boundaries=text_dataset.fine_bucket_boundaries(int(self.lengths.max())), pad=True,
         )
         return ds.prefetch(tf.data.AUTOTUNE)
+
+    def batches(self, seed, batch_size):
+        """One epoch of shuffled training batches whose order `seed` fixes (the trainer's
+        `train(seed, batch_size)`)."""
+        return self.dataset(batch_size, shuffle=True, seed=seed, reshuffle=False)
+
+    def _tensors(self):
+        """`(values, labels)` as tensors, made once (the values can be gigabytes)."""
+        import tensorflow as tf
+
+        if getattr(self, "_as_tensors", None) is None:
+            values = tf.constant(self.values)
+            if self.lengths is not None:
+                values = tf.RaggedTensor.from_row_lengths(values, self.lengths)
+            self._as_tensors = (values, tf.constant(self.labels))
+        return self._as_tensors
 
 
 def _half_the_memory():

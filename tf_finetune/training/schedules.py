@@ -60,19 +60,23 @@ class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
             return ops.where(step < warmup_steps, warming, after)
 
     def get_config(self):
-        schedule = self.schedule
-        if isinstance(schedule, keras.optimizers.schedules.LearningRateSchedule):
-            schedule = keras.optimizers.schedules.serialize(schedule)
-        else:
-            schedule = float(schedule)
-        return {"schedule": schedule, "warmup_steps": self.warmup_steps, "name": self.name}
+        return {"schedule": serialize_rate(self.schedule), "warmup_steps": self.warmup_steps, "name": self.name}
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        if isinstance(config["schedule"], dict):
-            config["schedule"] = keras.optimizers.schedules.deserialize(config["schedule"])
-        return cls(**config)
+        return cls(**{**config, "schedule": deserialize_rate(config["schedule"])})
+
+
+def serialize_rate(rate):
+    """A learning rate (a float or a `LearningRateSchedule`) as a config value."""
+    if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+        return keras.optimizers.schedules.serialize(rate)
+    return float(rate)
+
+
+def deserialize_rate(value):
+    """The inverse of `serialize_rate`."""
+    return keras.optimizers.schedules.deserialize(value) if isinstance(value, dict) else value
 
 
 def _check_int(name, value, minimum):

@@ -1,29 +1,34 @@
-"""The one place that compiles and fits, for every project.
+"""The one place that compiles and fits, for every project: a plan of stages, epoch by epoch.
 
-Fine-tuning runs in up to two phases (the keras-io transfer-learning recipe):
+A run is a plan of stages (`tf_finetune.training.stages`): each says how many epochs, what
+trains, the optimizer, rate and schedule, and the batch size. By default the plan is the
+keras-io transfer-learning recipe, in two stages:
 
 1. **head** (`epochs`): train the model as its factory built it; for transfer learning the
-   factory has frozen the pretrained backbone, so only the new head learns, at
-   `learning_rate`.
+   factory has frozen the pretrained backbone, so only the new head learns.
 2. **fine-tune** (`fine_tune_epochs`): unfreeze the top `unfreeze_top` layers of the backbone
-   (BatchNormalization stays frozen, i.e. in inference mode), recompile with a fresh
-   optimizer at the lower `fine_tune_learning_rate`, and continue the epoch count. A model
-   with no pretrained backbone, or whose backbone has nothing frozen to unfreeze, trains in
-   the head phase only, and the log says so.
+   (BatchNormalization stays frozen), with a fresh optimizer at `fine_tune_learning_rate`. A
+   model with no pretrained backbone, or one whose backbone has nothing frozen to unfreeze,
+   trains in the first stage only, and the log says so.
 
-A model whose frozen bottom is wrapped in `tf_finetune.models.FrozenPrefix` trains the head
-phase on that bottom's cached outputs (`cache_frozen_prefix`, on by default): the bottom runs
-once over the data, and each epoch runs only the layers above it.
+The loop is plain: for each stage, make it trainable, compile, then for each epoch call
+Keras's `fit` for that one epoch on that epoch's batches, write the history row and the
+backup, and decide whether the stage goes on (a stalled metric can end it or lower its rate).
+Each epoch's shuffle and augmentation are a function of `(seed, stage, epoch)` (`epoch_seed`)
+when the training data is given as a function of a seed and a batch size (what every
+project's data gives), so a resumed run feeds each epoch exactly what an uninterrupted run
+would, whatever Keras does with iterators.
 
-Re-running with the same run directory resumes: finished phases are skipped and an
-interrupted one continues after its last finished epoch, with the optimizer's state and the
-best model so far (`tf_finetune.training.backup`), reading the same data passes as an
-uninterrupted run (`tf_finetune.training.data_passes`). Everything is written to the run
-directory (`tf_finetune.run_dir`).
+A model with a `tf_finetune.models.FrozenPrefix` trains on that frozen bottom's outputs,
+computed once (`cache_frozen_prefix`, on by default): each epoch runs only the layers above.
+
+Re-running with the same run directory resumes after the last finished epoch, in any stage,
+from the newest intact backup (`tf_finetune.training.backup`). Everything is written to the
+run directory (`tf_finetune.run_dir`).
 """
 
 import contextlib
-import dataclasses
+import hashlib
 import logging
 import math
 import os
@@ -38,38 +43,28 @@ from tf_finetune import files
 from tf_finetune.errors import UserError
 from tf_finetune.models import freezing
 from tf_finetune.models import frozen_prefix
+from tf_finetune.models import lora
+from tf_finetune.models import trainable
+from tf_finetune.models.trainable import Parts
 from tf_finetune.run_dir import RunDir
-from tf_finetune.training import backup
-from tf_finetune.training import callbacks
-from tf_finetune.training import data_passes
+from tf_finetune.training import backup as backup_lib
 from tf_finetune.training import distributed
 from tf_finetune.training import optimizers
 from tf_finetune.training import schedules
+from tf_finetune.training import stages as stages_lib
+from tf_finetune.training.epoch_log import EpochLog
+from tf_finetune.training.plateau import Plateau
+from tf_finetune.training.plateau import ScaledSchedule
 from tf_finetune.training.prefix_cache import PrefixCache
 
 logger = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass(frozen=True)
-class Phase:
-    """One phase of training.
-
-    Attributes:
-        number: 1 for the head phase, 2 for fine-tuning (recorded in backups and state).
-        name: "head" or "fine-tune".
-        epochs: epochs planned.
-        learning_rate: the peak of the phase's schedule.
-        first_epoch: the run's epoch index this phase starts at (history and TensorBoard).
-        unfreeze_top: backbone layers to unfreeze before the phase (-1: all), or None to
-            train the model as built.
-    """
-
-    number: int
-    name: str
-    epochs: int
-    learning_rate: float
-    first_epoch: int
-    unfreeze_top: int = None
+def epoch_seed(seed, stage, epoch):
+    """The seed of one epoch's shuffle and augmentation: a function of the run's seed, the
+    stage's index and the epoch's index within it (31 bits)."""
+    digest = hashlib.sha256(f"{seed}/{stage}/{epoch}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
 class Trainer:
@@ -109,258 +104,354 @@ class Trainer:
         with self.strategy.scope(), _dtype_policy(self.config.mixed_precision):
             return model_fn()
 
-    def compile(self, model, *, learning_rate, epochs, steps_per_epoch, loss=None, metrics=None,
-                weighted_metrics=None):
-        """Compiles `model` with a fresh optimizer whose schedule spans `epochs`."""
+    def make_optimizer(self, model, stage, steps_per_epoch, learning_rate=None):
+        """A fresh optimizer for `stage` whose schedule spans its epochs (peak `learning_rate`,
+        default the stage's); with `reduce_on_plateau`, the schedule is a `ScaledSchedule`."""
         c = self.config
-        total_steps = max(1, int(epochs * steps_per_epoch))
-        warmup = min(int(c.warmup_epochs * steps_per_epoch), total_steps - 1)
+        total_steps = max(1, int(stage.epochs * steps_per_epoch))
+        warmup = min(int(stage.warmup_epochs * steps_per_epoch), total_steps - 1)
         kwargs = {}
-        if c.lr_schedule == "exponential":
+        if stage.lr_schedule == "exponential":
             kwargs.update(decay_rate=c.decay_rate, decay_steps=max(1, int(c.decay_epochs * steps_per_epoch)))
-        elif c.lr_schedule == "cosine_restarts" and c.restart_epochs > 0:
+        elif stage.lr_schedule == "cosine_restarts" and c.restart_epochs > 0:
             kwargs.update(first_decay_steps=max(1, int(c.restart_epochs * steps_per_epoch)))
-        if c.lr_schedule.startswith("cosine"):
+        if stage.lr_schedule.startswith("cosine"):
             kwargs.update(alpha=c.min_lr_fraction)
-        lr = schedules.build_schedule(
-            c.lr_schedule, learning_rate, total_steps, warmup_steps=warmup, **kwargs
-        )
+        rate = schedules.build_schedule(stage.lr_schedule, learning_rate or stage.learning_rate, total_steps,
+                                        warmup_steps=warmup, **kwargs)
+        if stage.reduce_on_plateau:
+            rate = ScaledSchedule(rate)
         rate_scales = None
-        if c.layer_decay != 1.0:
-            rate_scales = optimizers.layer_decay_scales(model, c.layer_decay)
+        if stage.layer_decay != 1.0:
+            rate_scales = optimizers.layer_decay_scales(model, stage.layer_decay)
             logger.info("Layer-wise learning-rate decay %g (multipliers of the schedule's rate):\n  %s",
-                        c.layer_decay, "\n  ".join(optimizers.format_scales(rate_scales)))
+                        stage.layer_decay, "\n  ".join(optimizers.format_scales(rate_scales)))
         with self.strategy.scope():
-            optimizer = optimizers.make_optimizer(c.optimizer, lr, c.weight_decay, rate_scales=rate_scales,
-                                                  ema_momentum=c.ema_momentum)
+            return optimizers.make_optimizer(stage.optimizer, rate, stage.weight_decay, rate_scales=rate_scales,
+                                             ema_momentum=c.ema_momentum)
+
+    def compile(self, model, optimizer, *, loss=None, metrics=None, weighted_metrics=None):
+        """Compiles `model` with `optimizer` and the loss (classification by default)."""
+        c = self.config
+        with self.strategy.scope():
             if loss is None:
                 if c.label_smoothing > 0:
                     loss = keras.losses.CategoricalCrossentropy(label_smoothing=c.label_smoothing)
                 else:
                     loss = keras.losses.SparseCategoricalCrossentropy()
-            model.compile(
-                optimizer=optimizer,
-                loss=loss,
-                metrics=metrics if metrics is not None else ["accuracy"],
-                weighted_metrics=weighted_metrics,
-                jit_compile=c.jit_compile,
-            )
+            model.compile(optimizer=optimizer, loss=loss,
+                          metrics=metrics if metrics is not None else ["accuracy"],
+                          weighted_metrics=weighted_metrics, jit_compile=c.jit_compile)
 
     # --- Plan ---
 
-    def plan(self, backbone=None):
-        """The phases this run trains, given the model's pretrained `backbone` (or None).
+    def plan(self, model, parts=None, *, train_examples=None):
+        """The stages this run trains, checked against the model and (optionally) the data.
 
-        The fine-tune phase is dropped, with one log line, when there is nothing to unfreeze:
-        no backbone, or one whose top `unfreeze_top` layers are all trainable already.
+        With the flat flags' plan, the fine-tune stage is dropped, with one log line, when
+        there is nothing to unfreeze: no backbone, or one whose top `unfreeze_top` layers are
+        all trainable already.
         """
         c = self.config
-        phases = []
-        if c.epochs > 0:
-            phases.append(Phase(1, "head", c.epochs, c.learning_rate, first_epoch=0))
-        if c.fine_tune_epochs > 0:
+        parts = parts or Parts()
+        plan = stages_lib.expand(c, num_blocks=len(parts.blocks))
+        if not c.stages and c.fine_tune_epochs > 0:
             reason = None
-            if backbone is None:
+            if parts.backbone is None:
                 reason = "this model has no pretrained backbone to unfreeze"
-            elif not freezing.frozen_params_in_top(backbone, c.unfreeze_top):
+            elif not freezing.frozen_params_in_top(parts.backbone, c.unfreeze_top):
                 top = "all" if c.unfreeze_top == -1 else f"the top {c.unfreeze_top}"
-                reason = f"{top} layers of {backbone.name!r} are trainable already"
-            if reason is None:
-                phases.append(Phase(2, "fine-tune", c.fine_tune_epochs, c.fine_tune_learning_rate,
-                                    first_epoch=c.epochs, unfreeze_top=c.unfreeze_top))
-            elif phases:
+                reason = f"{top} layers of {parts.backbone.name!r} are trainable already"
+            if reason is not None:
+                plan = [stage for stage in plan if stage.name != "fine-tune"]
+                if not plan:
+                    raise UserError(f"--epochs 0 leaves only the fine-tune phase, but {reason}: pass --epochs N "
+                                    "to train the model as built.")
                 logger.info("Training in one phase of %d epochs: %s, so --fine-tune-epochs %d is not used.",
                             c.epochs, reason, c.fine_tune_epochs)
-            else:
-                raise UserError(
-                    f"--epochs 0 leaves only the fine-tune phase, but {reason}: pass --epochs N "
-                    "to train the model as built."
-                )
-        return phases
+        blocks = [layer for block in parts.blocks for layer in block]
+        stages_lib.check_against_model(
+            plan, num_blocks=len(parts.blocks), layer_names=parts.layer_names(),
+            lora_targets=set(lora.adaptable_names(blocks)), has_backbone=parts.backbone is not None,
+            # A batch larger than the data only matters when a plan sets it (a ramp, say); the
+            # flat --batch-size has always meant one partial batch then.
+            train_examples=train_examples if c.stages else None)
+        return plan
 
     # --- Fit ---
 
-    def fit(self, model, train_ds, val_ds, *, backbone=None, loss=None, metrics=None,
+    def fit(self, model, train, val, *, parts=None, backbone=None, plan=None, loss=None, metrics=None,
             weighted_metrics=None):
-        """Runs the planned phases; returns `model` with its best weights.
+        """Runs the plan; returns `model` with its best weights.
 
         Args:
             model: a model built with `build_model`.
-            train_ds, val_ds: batched datasets of `(inputs, labels)` (or with sample weights).
-            backbone: the pretrained part of `model` that the fine-tune phase unfreezes, or
-                None (then there is no fine-tune phase).
+            train: training batches of `(inputs, labels)` (or with sample weights): a function
+                `train(seed, batch_size) -> tf.data.Dataset` whose order and augmentation the
+                seed fixes (exact resume, and stages with their own batch size), or a
+                dataset (used as it is every epoch).
+            val: a batched validation dataset.
+            parts: the model's pretrained `Parts` (backbone and blocks), which stages
+                unfreeze; `backbone` alone is short for `Parts(backbone, its layers)`.
+            plan: the stages, as `plan(model, parts)` returned them (default: made here).
             loss, metrics, weighted_metrics: replace the classification defaults (sparse
                 cross-entropy and accuracy); `weighted_metrics` count the datasets' sample
                 weights.
         """
         c = self.config
-        phases = self.plan(backbone)
-        done_before = {p["number"]: p for p in self.run.read_state().get("phases", [])}
-        if all(p.number in done_before for p in phases) and self.run.is_finished():
+        if parts is None:
+            parts = Parts(backbone, trainable.layer_blocks(backbone))
+        plan = plan or self.plan(model, parts)
+        state = self.run.read_state()
+        done_before = {s["index"]: s for s in state.get("stages", [])}
+        if all(i in done_before for i in range(len(plan))) and self.run.is_finished():
             logger.info("Training already finished in %s; loading its best model.", self.run.path)
             return keras.models.load_model(self.run.best_checkpoint)
         os.makedirs(os.path.dirname(self.out.best_checkpoint), exist_ok=True)
-        best = backup.Snapshot.read(os.path.join(self.run.backup_dir, backup.BEST))
-        latest = backup.read_state(os.path.join(self.run.backup_dir, backup.LATEST))
-        cached = (c.cache_frozen_prefix and phases[0].unfreeze_top is None
-                  and frozen_prefix.find_frozen_prefix(model) is not None)
-        train_ds = data_passes.one_pass_per_epoch(train_ds)
-        # Passes over `train_ds` started in this process, and started by an uninterrupted run
-        # before the next phase (the prefix cache reads the data once).
-        passes, expected = 0, int(cached)
-        finished, restored = [], True  # Restored: the model holds the latest state.
+        backups = backup_lib.Backup(self.run.backup_dir, model, write=self.is_chief)
+        latest = backups.read_latest()
+        best = backups.read_best()  # (meta, arrays) or None
+        as_built = trainable.capture(model)
+        fit_model, cached = model, None
+        if c.cache_frozen_prefix and frozen_prefix.find_frozen_prefix(model) is not None:
+            fit_model, cached = self._cache_prefix(model, train, val)
+            train, val = cached
+        if c.label_smoothing > 0 and loss is None:
+            num_classes = model.output_shape[-1]
+            train, val = _one_hot(train, num_classes), _one_hot(val, num_classes)
+        distributed.prepare_for_multi_worker(fit_model, self.strategy)  # keras#20585
+        log = EpochLog(self.out.history_file, self.out.logs_dir)
+        mode = "min" if c.monitor.endswith("loss") else "max"
+        best_value = None if best is None else best[0]["value"]
+        finished, epoch, optimizer, restored = [], 0, None, True
 
-        for phase in phases:
-            phase_cached = cached and phase is phases[0]
-            if phase.number in done_before:
-                record = done_before[phase.number]
+        for index, stage in enumerate(plan):
+            described = trainable.apply(model, stage.trainable, parts, as_built,
+                                        lora_alpha=stage.lora_alpha, lora_targets=stage.lora_targets)
+            backups.track(model.trainable_variables)
+            if index in done_before:  # done in an earlier process: its structure is replayed
+                record = done_before[index]
                 finished.append(record)
-                expected += 0 if phase_cached else 1 + record["epochs_run"]
-                restored = False  # Its end state is in the backup, not in the model.
+                epoch, optimizer, restored = record["first_epoch"] + record["epochs_run"], None, False
                 continue
             if not restored and latest is None:
-                raise UserError(f"{self.run.backup_dir} is missing, so the {phase.name} phase cannot "
-                                "resume: pass a new --output-dir to train again.")
-            if phase.unfreeze_top is not None:
-                n = freezing.unfreeze_top(backbone, phase.unfreeze_top)
-                logger.info("Phase %d (%s): unfroze the top %d layers of %r; %s", phase.number, phase.name,
-                            n, backbone.name, freezing.format_trainable_summary(model))
-            else:
-                logger.info("Phase %d (%s): %s", phase.number, phase.name,
-                            freezing.format_trainable_summary(model))
-            # With a cached frozen prefix the phase fits the model's top on the cached
-            # outputs; the backups are still of the whole model.
-            fit_model, fit_train, fit_val = model, train_ds, val_ds
-            if phase_cached:
-                fit_model, fit_train, fit_val = self._cache_prefix(model, train_ds, val_ds)
-                fit_train, passes = data_passes.one_pass_per_epoch(fit_train), passes + 1
-            if c.label_smoothing > 0 and loss is None:
-                fit_train, fit_val = (_one_hot(ds, model.output_shape[-1]) for ds in (fit_train, fit_val))
-            self.compile(fit_model, learning_rate=phase.learning_rate, epochs=phase.epochs,
-                         steps_per_epoch=data_passes.cardinality(fit_train), loss=loss, metrics=metrics,
-                         weighted_metrics=weighted_metrics)
-            done = self._resume(fit_model, model, latest, phase)
-            if phase_cached:
-                data_passes.start_passes(fit_train, done)
-            else:
-                data_passes.start_passes(fit_train, expected + done - passes)
-                passes = expected + done
-            best, ran, used = self._fit_phase(fit_model, fit_train, fit_val, phase, done, best, save_model=model)
-            if not phase_cached:
-                passes += used
-                expected += 1 + done + ran
-            finished.append({"number": phase.number, "name": phase.name, "first_epoch": phase.first_epoch,
-                             "epochs_run": done + ran})  # fewer than planned after an early stop
-            self.out.write_state({"phases": finished})
-            latest, restored = None, True
+                raise UserError(f"{self.run.backup_dir} is missing, so the {stage.name!r} stage cannot resume: "
+                                "pass a new --output-dir to train again.")
+            first_epoch, resumed = epoch, latest is not None and latest[0]["stage"] == index
+            peak = stage.learning_rate
+            if stage.derive_learning_rate:
+                peak = finished[-1]["derived_learning_rate"]
+            if not (stage.continue_optimizer and optimizer is not None):
+                # A stage that continues an optimizer this process does not have (it resumes)
+                # makes it as the stage that started it did, then loads its state below.
+                origin = index
+                while plan[origin].continue_optimizer and origin > 0:
+                    origin -= 1
+                steps = _cardinality(_epoch_batches(train, epoch_seed(c.seed, origin, 0), plan[origin].batch_size,
+                                                    c.batch_size))
+                optimizer = self.make_optimizer(fit_model, plan[origin], steps,
+                                                learning_rate=peak if origin == index else None)
+            self.compile(fit_model, optimizer, loss=loss, metrics=metrics, weighted_metrics=weighted_metrics)
+            stalls = Plateau(mode)
+            lowering = Plateau(mode)
+            done, ending = 0, None
+            if latest is not None:
+                meta, model_arrays, optimizer_arrays = latest
+                source = os.path.join(self.run.backup_dir, backup_lib.LATEST)
+                with self.strategy.scope():
+                    backups.restore(meta, model_arrays, source=source)
+                    if resumed or (stage.continue_optimizer and meta["stage"] == index - 1):
+                        optimizer.build(fit_model.trainable_variables)
+                        backup_lib.assign(optimizer.variables, optimizer_arrays, source=source)
+                if resumed:
+                    done, ending = meta["epochs_done"] - first_epoch, meta.get("ended")
+                    stalls, lowering = Plateau(mode, **meta["stalls"]), Plateau(mode, **meta["lowering"])
+                    _set_scale(optimizer, meta.get("lr_scale", 1.0))
+                    logger.info("Resuming stage %d (%s) after epoch %d of %d (backup in %s).",
+                                index + 1, stage.name, done, stage.epochs, self.run.backup_dir)
+                latest = None
+            logger.info("Stage %d/%d (%s): %d epochs training %s; %s; %s, batch %d.", index + 1, len(plan),
+                        stage.name, stage.epochs, described, freezing.format_trainable_summary(model),
+                        _describe_rate(stage, peak), stage.batch_size)
 
-        if best is not None:
-            backup.assign(model.weights, best.weights,
-                          source=os.path.join(self.run.backup_dir, backup.BEST))
+            with _ema_kept_until_the_stage_ends(optimizer):
+                for e in range(done, stage.epochs if not ending else done):
+                    g = first_epoch + e
+                    batches = _epoch_batches(train, epoch_seed(c.seed, index, e), stage.batch_size, c.batch_size)
+                    logs = self._fit_epoch(fit_model, batches, val, g, len(plan), index, stage, e)
+                    log.write(g, stage.name, logs)
+                    value = logs.get(c.monitor)
+                    if value is None and g == 0:
+                        logger.warning("%s is not in the epoch logs (%s); the last epoch counts as the best.",
+                                       c.monitor, ", ".join(sorted(logs)))
+                    if value is None or best_value is None or Plateau(mode, best_value).update(value):
+                        best_value = None if value is None else float(value)
+                        arrays = backups.snapshot(backup_lib.moving_averages(optimizer))
+                        best = ({"value": best_value, "epoch": g + 1, "indices": backups.indices}, arrays)
+                        backups.write_best(arrays, best[0])
+                    stalls.update(value)
+                    if stage.reduce_on_plateau and not lowering.update(value) \
+                            and lowering.stalled >= stage.plateau_patience:
+                        scale = _set_scale(optimizer, _scale(optimizer) * stage.reduce_on_plateau)
+                        lowering.stalled = 0
+                        logger.info("%s has not improved for %d epochs: learning rate x%g (now x%g of the schedule).",
+                                    c.monitor, stage.plateau_patience, stage.reduce_on_plateau, scale)
+                    if stage.advance_patience and stalls.stalled >= stage.advance_patience:
+                        ending = f"{c.monitor} stalled for {stalls.stalled} epochs"
+                    elif c.early_stopping_patience and stalls.stalled >= c.early_stopping_patience:
+                        ending = f"early stop: {c.monitor} stalled for {stalls.stalled} epochs"
+                    if ending or e == stage.epochs - 1:
+                        _finalize_ema(optimizer, fit_model)
+                    backups.write_latest(optimizer, {
+                        "stage": index, "epochs_done": g + 1, "best": best_value, "stalls": stalls.state(),
+                        "lowering": lowering.state(), "lr_scale": _scale(optimizer), "ended": ending})
+                    if ending:
+                        logger.info("Stage %d (%s) ends after %d of %d epochs: %s.", index + 1, stage.name,
+                                    e + 1, stage.epochs, ending)
+                        break
+                else:
+                    e = done - 1 if ending else stage.epochs - 1
+            record = {"index": index, "name": stage.name, "first_epoch": first_epoch, "epochs_run": e + 1,
+                      "ended": "stalled" if ending else "epochs"}
+            following = plan[index + 1] if index + 1 < len(plan) else None
+            if following is not None and following.derive_learning_rate:
+                record["derived_learning_rate"] = optimizers.sgd_rate_from_adam(optimizer, stage.learning_rate)
+                logger.info("SGD rate for stage %d (%s), derived from the Adam state: %.3g.", index + 2,
+                            following.name, record["derived_learning_rate"])
+            finished.append(record)
+            self.out.write_state({"stages": finished})
+            epoch, restored = first_epoch + e + 1, True
+        log.close()
+
+        if best is not None and c.checkpoint == "best":
+            meta, arrays = best
+            backups.restore(meta, arrays, source=os.path.join(self.run.backup_dir, backup_lib.BEST))
         with files.atomic_path(self.out.best_checkpoint) as temp_path:
             model.save(temp_path)
         if self.is_chief:
             shutil.rmtree(self.run.backup_dir, ignore_errors=True)
         return model
 
-    def _resume(self, fit_model, save_model, latest, phase):
-        """Loads the backup of an interrupted run into the models; returns the phase's epochs done.
+    def _fit_epoch(self, model, batches, val, epoch, stages, index, stage, epoch_in_stage):
+        """Fits `model` for run epoch `epoch` on `batches`; returns the epoch's logs."""
+        verbose = 1 if sys.stdout.isatty() else 2
+        print(f"Epoch {epoch + 1} (stage {index + 1}/{stages} {stage.name}: {epoch_in_stage + 1}/{stage.epochs})",
+              flush=True)
+        callbacks = [_EpochProgress(), keras.callbacks.TerminateOnNaN()]
+        if getattr(model.optimizer, "use_ema", False):
+            # Validation runs on the weights' moving average, so the logged val_* are the
+            # average's; the best snapshot reads the average itself.
+            callbacks.insert(0, keras.callbacks.SwapEMAWeights())
+        rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
+        start = time.time()
+        history = model.fit(batches, validation_data=val, initial_epoch=epoch, epochs=epoch + 1,
+                            callbacks=callbacks, shuffle=False, verbose=verbose)
+        logs = {key: float(values[-1]) for key, values in history.history.items() if values}
+        logs.update(learning_rate=rate, epoch_seconds=round(time.time() - start, 1))
+        loss = logs.get("loss", math.nan)
+        if not math.isfinite(loss) or len(history.epoch) == 0:
+            raise UserError(
+                f"Training loss became {loss} in stage {index + 1} ({stage.name}): lower its learning rate "
+                "(--learning-rate, --fine-tune-learning-rate, or the stage's) and check the data for bad labels."
+            )
+        return logs
 
-        A backup of this phase restores the weights and the optimizer (its step drives the
-        learning-rate schedule); the last backup of an earlier phase is where this one starts.
-        """
-        if latest is None:
-            return 0
-        meta, weights, optimizer_variables = latest
-        source = os.path.join(self.run.backup_dir, backup.LATEST)
-        with self.strategy.scope():
-            backup.assign(save_model.variables, weights, source=source)
-            if meta["phase"] != phase.number:
-                return 0
-            fit_model.optimizer.build(fit_model.trainable_variables)
-            backup.assign(fit_model.optimizer.variables, optimizer_variables, source=source)
-        done = meta["epochs_done"] - phase.first_epoch
-        logger.info("Resuming phase %d (%s) after epoch %d of %d (backup in %s).", phase.number,
-                    phase.name, done, phase.epochs, source)
-        return done
-
-    def _cache_prefix(self, model, train_ds, val_ds):
-        """(top model, cached training batches, cached validation batches)."""
+    def _cache_prefix(self, model, train, val):
+        """(top model, (cached training batches, cached validation batches))."""
         c = self.config
         with self.strategy.scope():  # the top is trained under the strategy too
             prefix, top = frozen_prefix.split_model(model)
         start = time.time()
-        train = PrefixCache.compute(prefix, train_ds, description="training data")
-        val = PrefixCache.compute(prefix, val_ds, description="validation data")
+        train_cache = PrefixCache.compute(prefix, _epoch_batches(train, c.seed, c.batch_size, c.batch_size),
+                                          description="training data")
+        val_cache = PrefixCache.compute(prefix, val, description="validation data")
         logger.info("Cached the frozen prefix's outputs (%d + %d examples, %.0f MB) in %.0f s; "
-                    "training the layers above it.", len(train), len(val),
-                    (train.nbytes + val.nbytes) / 2**20, time.time() - start)
-        return (top, train.dataset(c.batch_size, shuffle=True, seed=c.seed),
-                val.dataset(c.batch_size))
-
-    def _fit_phase(self, model, train_ds, val_ds, phase, done, best, save_model):
-        """Fits `model` for the rest of `phase`, backing up `save_model` (which contains it).
-
-        Returns the best `backup.Snapshot` so far (across phases), the number of epochs run,
-        and the number of passes it started over `train_ds`.
-        """
-        c = self.config
-        epoch_backup = backup.EpochBackup(
-            self.out.backup_dir,
-            phase=phase.number,
-            monitor=c.monitor,
-            # Stated, not inferred: the trainer compiles a loss and accuracy, so only a loss
-            # is minimized.
-            mode="min" if c.monitor.endswith("loss") else "max",
-            best=best,
-            model_to_save=save_model,
-            write=self.is_chief,  # the other workers resume from the chief's backup
-        )
-        fit_callbacks = [
-            callbacks.LogLearningRate(),  # first, so the loggers below see these two
-            callbacks.LogEpochTime(),
-            callbacks.EpochTensorBoard(self.out.logs_dir, write_graph=False),
-            keras.callbacks.CSVLogger(self.out.history_file, append=True),
-            # After the loggers: an epoch in the backup is always in the history too (a kill
-            # in between re-runs that epoch, and `read_history` keeps its last row).
-            epoch_backup,
-            keras.callbacks.TerminateOnNaN(),
-        ]
-        if getattr(model.optimizer, "use_ema", False):
-            # Validation (evaluate's on_test_begin/end) runs on the weights' moving average, so
-            # the logged val_* are the average's; the backup reads the average itself for the
-            # best snapshot.
-            fit_callbacks.insert(0, keras.callbacks.SwapEMAWeights())
-        if c.early_stopping_patience > 0:
-            fit_callbacks.append(keras.callbacks.EarlyStopping(
-                monitor=c.monitor, patience=c.early_stopping_patience))
-        if done >= phase.epochs:
-            return epoch_backup.best, 0, 0  # Killed after the phase's last backup: nothing left to run.
-        distributed.prepare_for_multi_worker(model, self.strategy)  # keras#20585
-        if not data_passes.fit_reads_a_pass_first(model):
-            data_passes.start_passes(train_ds, 1)
-        history = model.fit(
-            train_ds,
-            validation_data=val_ds,
-            initial_epoch=phase.first_epoch + done,
-            epochs=phase.first_epoch + phase.epochs,
-            callbacks=fit_callbacks,
-            shuffle=False,  # the tf.data pipeline shuffles
-            verbose=1 if sys.stdout.isatty() else 2,
-        )
-        losses = history.history.get("loss", [])
-        if any(not math.isfinite(v) for v in losses):
-            raise UserError(
-                f"Training loss became {losses[-1]} in the {phase.name} phase: lower --learning-rate "
-                "(or --fine-tune-learning-rate) and check the data for bad labels."
-            )
-        return epoch_backup.best, len(history.epoch), 1 + len(history.epoch)
+                    "training the layers above it.", len(train_cache), len(val_cache),
+                    (train_cache.nbytes + val_cache.nbytes) / 2**20, time.time() - start)
+        return top, (train_cache.batches, val_cache.dataset(c.batch_size))
 
 
-def _one_hot(ds, num_classes):
+class _EpochProgress(keras.callbacks.ProgbarLogger):
+    """Keras's progress bar without its "Epoch k/k" line (the trainer prints the run's own)."""
+
+    def set_params(self, params):
+        super().set_params(params)
+        self.epochs = 1
+
+
+def _epoch_batches(train, seed, batch_size, default_batch_size):
+    """One epoch's training batches: `train(seed, batch_size)`, or the dataset `train`."""
+    if callable(train):
+        return train(seed, batch_size)
+    if batch_size != default_batch_size:
+        raise UserError(f"A stage's batch_size {batch_size} needs training data given as a function of "
+                        "(seed, batch_size); this data is one dataset batched by "
+                        f"{default_batch_size}.")
+    return train
+
+
+def _cardinality(ds):
     import tensorflow as tf
 
-    return ds.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
+    n = int(ds.cardinality())
+    if n == tf.data.INFINITE_CARDINALITY or n < 0:
+        raise ValueError(
+            "The training dataset needs a known, finite number of batches. Received: "
+            f"cardinality={n}"
+        )
+    return max(n, 1)
+
+
+def _one_hot(data, num_classes):
+    import tensorflow as tf
+
+    def encode(ds):
+        return ds.map(lambda x, y: (x, tf.one_hot(y, num_classes)))
+
+    if callable(data):
+        return lambda seed, batch_size: encode(data(seed, batch_size))
+    return encode(data)
+
+
+def _scale(optimizer):
+    schedule = getattr(optimizer, "_learning_rate", None)
+    if isinstance(schedule, ScaledSchedule):
+        return float(keras.ops.convert_to_numpy(schedule.scale))
+    return 1.0
+
+
+def _set_scale(optimizer, value):
+    schedule = getattr(optimizer, "_learning_rate", None)
+    if isinstance(schedule, ScaledSchedule):
+        schedule.scale.assign(value)
+    return value
+
+
+def _describe_rate(stage, peak):
+    held = "continued" if stage.continue_optimizer else f"peak {peak:.3g}"
+    return (f"{stage.optimizer}, {held}, {stage.lr_schedule} schedule"
+            + (f" with {stage.warmup_epochs:g} warmup epochs" if stage.warmup_epochs else "")
+            + (f", x{stage.reduce_on_plateau} on a plateau" if stage.reduce_on_plateau else ""))
+
+
+@contextlib.contextmanager
+def _ema_kept_until_the_stage_ends(optimizer):
+    """Keras's `fit` ends by putting the weights' moving average into the model
+    (`finalize_variable_values`); with one `fit` per epoch that would happen every epoch.
+    Inside this block it does not; `_finalize_ema` does it once, at the stage's end."""
+    if not getattr(optimizer, "use_ema", False):
+        yield
+        return
+    optimizer.finalize_variable_values = lambda variables: None
+    try:
+        yield
+    finally:
+        del optimizer.finalize_variable_values
+
+
+def _finalize_ema(optimizer, model):
+    if getattr(optimizer, "use_ema", False):
+        type(optimizer).finalize_variable_values(optimizer, model.trainable_weights)
 
 
 @contextlib.contextmanager

@@ -1,0 +1,85 @@
+"""LoRA: adapters on named Dense/EinsumDense layers, only they train, and merging for export."""
+
+import keras
+import keras_hub
+import numpy as np
+import pytest
+
+from tf_finetune.models import lora
+from tf_finetune.models import trainable
+from tf_finetune.models.trainable import Parts
+
+
+def encoder_model(seed=0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((6, 16))
+    x = keras_hub.layers.TransformerEncoder(intermediate_dim=32, num_heads=2, name="block_0")(inputs)
+    x = keras_hub.layers.TransformerEncoder(intermediate_dim=32, num_heads=2, name="block_1")(x)
+    outputs = keras.layers.Dense(3, name="head")(keras.layers.GlobalAveragePooling1D()(x))
+    return keras.Model(inputs, outputs)
+
+
+def parts(model):
+    return Parts(None, [[model.get_layer("block_0")], [model.get_layer("block_1")]])
+
+
+def test_lora_trains_only_the_adapters_and_the_head():
+    model = encoder_model()
+    described = trainable.apply(model, "lora:4", parts(model), trainable.capture(model), lora_targets=("query", "value"))
+    assert "rank-4 adapters on 4 layers" in described
+    names = sorted(w.path.split("/", 1)[1] if "block_" in w.path else w.path for w in model.trainable_weights)
+    adapters = [f"self_attention_layer/{target}/lora_kernel_{ab}" for target in ("query", "value") for ab in "ab"]
+    assert names == sorted(["head/bias", "head/kernel"] + adapters * 2)
+    # Keras adapts a (16, 2 heads, 8) projection with A (16, 2, 4) and B (4, 8).
+    adapters = sum(int(np.prod(w.shape)) for w in model.trainable_weights if "lora" in w.path)
+    assert adapters == 2 * 2 * (16 * 2 * 4 + 4 * 8)
+
+    x = np.random.default_rng(0).normal(size=(8, 6, 16)).astype("float32")
+    y = np.random.default_rng(1).normal(size=(8, 3)).astype("float32")
+    query = model.get_layer("block_0")._self_attention_layer._query_dense
+    key = model.get_layer("block_0")._self_attention_layer._key_dense
+    kernel_before, key_before = query._kernel.numpy().copy(), key.kernel.numpy().copy()
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="mse")
+    model.fit(x, y, epochs=2, verbose=0)
+    np.testing.assert_array_equal(query._kernel.numpy(), kernel_before)  # the frozen base kernel
+    np.testing.assert_array_equal(key.kernel.numpy(), key_before)
+    assert np.abs(query.lora_kernel_b.numpy()).max() > 0  # the adapters learned
+
+
+def test_merged_model_is_ordinary_and_computes_the_same(tmp_path):
+    model = encoder_model()
+    trainable.apply(model, "lora:4", parts(model), trainable.capture(model))
+    for layer in lora.adapted_layers(model):  # as if trained: non-zero adapters
+        layer.lora_kernel_b.assign(np.random.default_rng(2).normal(size=layer.lora_kernel_b.shape) * 0.1)
+    x = np.random.default_rng(0).normal(size=(4, 6, 16)).astype("float32")
+    merged = lora.merged(model)
+    assert lora.adapted_layers(merged) == []
+    assert not any("lora" in w.path for w in merged.weights)
+    np.testing.assert_allclose(merged.predict_on_batch(x), model.predict_on_batch(x), atol=1e-5)
+
+
+def test_a_dense_layer_that_asks_for_lora_in_its_config_merges_too():
+    inputs = keras.Input((5,))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(keras.layers.Dense(4, name="query")(inputs)))
+    lora.enable(lora.find_targets([model], ["query"])["query"], rank=2)
+    model.get_layer("query").lora_kernel_b.assign(np.ones((2, 4)) * 0.3)
+    x = np.random.default_rng(0).normal(size=(3, 5)).astype("float32")
+    merged = lora.merged(model)
+    assert not merged.get_layer("query").lora_enabled
+    np.testing.assert_allclose(merged.predict_on_batch(x), model.predict_on_batch(x), atol=1e-5)
+
+
+@pytest.mark.parametrize("form, trains", [
+    ("head", {"head"}),
+    ("top:1", {"head", "block_1"}),
+    ("from:block_0", {"head", "block_0", "block_1"}),
+    ("all", {"head", "block_0", "block_1"}),
+])
+def test_each_trainable_form_trains_its_part(form, trains):
+    model = encoder_model()
+    as_built = trainable.capture(model)
+    trainable.apply(model, form, parts(model), as_built)
+    owners = {w.path.split("/")[0] for w in model.trainable_weights}
+    assert owners == trains
+    trainable.apply(model, "as_built", parts(model), as_built)
+    assert {w.path.split("/")[0] for w in model.trainable_weights} == {"head", "block_0", "block_1"}

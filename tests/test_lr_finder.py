@@ -1,0 +1,73 @@
+"""The learning-rate range test: on a toy problem whose divergence point is known, it suggests a
+rate below it; the CLI's lr-find writes its plot and table and touches no run directory."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from tests.helpers import assert_one_line_error
+from tests.helpers import call_cli
+from tf_finetune.training import lr_finder
+
+
+def test_a_linear_regression_diverges_where_theory_says_and_the_suggestion_is_below():
+    """Least squares on x ~ N(0, 1) has curvature 2 (the loss is mean((w x - y)^2)); plain
+    gradient descent diverges once the rate passes 2 / 2 = 1 (the noise in y keeps the
+    gradient from vanishing at the optimum, so the divergence shows)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4096, 1)).astype("float32")
+    y = (3.0 * x + rng.normal(size=(4096, 1))).astype("float32")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1, use_bias=False)])
+    optimizer = keras.optimizers.SGD(1e-4)
+    model.compile(optimizer=optimizer, loss="mse")
+    before = model.get_weights()[0].copy()
+    batches = ((x[i: i + 256], y[i: i + 256]) for _ in range(100) for i in range(0, 4096, 256))
+
+    result = lr_finder.run(model, batches, set_rate=lambda rate: setattr(optimizer, "learning_rate", rate),
+                           steps=120, start=1e-4, end=100.0)
+
+    assert result.diverged_at is not None and 1.0 < result.diverged_at < 10.0
+    assert result.suggestion < 1.0 and result.minimum_rate < result.diverged_at
+    assert result.suggestion < result.minimum_rate
+    np.testing.assert_array_equal(model.get_weights()[0], before)  # the weights are put back
+    assert len(result.rates) == len(result.losses) and len(result.smoothed) <= len(result.losses)
+
+
+def test_exponential_rates_span_the_sweep():
+    rates = lr_finder.exponential_rates(1e-7, 10.0, 9)
+    np.testing.assert_allclose(rates, [10.0 ** e for e in range(-7, 2)], rtol=1e-9)
+    with pytest.raises(ValueError):
+        lr_finder.exponential_rates(1.0, 0.1, 5)
+
+
+def test_lr_find_on_real_reviews_writes_its_files_and_a_suggestion(tmp_path, capsys):
+    from projects.sentiment_lstm.project import PROJECT
+    from tests.conftest import require_data
+
+    data = require_data("imdb")
+    out = tmp_path / "lr"
+    result = call_cli(PROJECT, ["lr-find", "--smoke", "--data-dir", data, "--steps", "40", "--start-lr", "1e-5",
+                                "--end-lr", "10", "--output-dir", str(out)], capsys)
+    assert result.status == 0, result.err[-3000:]
+    assert sorted(os.listdir(out)) == ["lr_find.csv", "lr_find.png"]
+    rows = (out / "lr_find.csv").read_text().splitlines()
+    assert rows[0] == "step,learning_rate,loss,smoothed_loss" and 3 < len(rows) <= 41
+    line = [l for l in result.out.splitlines() if l.startswith("Suggested learning rate:")]
+    assert len(line) == 1 and "steepest descent" in line[0]
+    suggestion = float(line[0].split(":")[1].split()[0])
+    assert 1e-5 <= suggestion <= 10
+
+
+def test_lr_find_refuses_a_run_directory_and_writes_nothing(tmp_path, capsys):
+    from projects.plant_cnn.project import PROJECT
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text('{"project": "plant_cnn"}')
+    before = sorted(os.listdir(run))
+    result = call_cli(PROJECT, ["lr-find", "--smoke", "--output-dir", str(run)], capsys)
+    assert_one_line_error(result, f"--output-dir {run} is a training run directory", "pass a new folder")
+    assert sorted(os.listdir(run)) == before

@@ -1,0 +1,91 @@
+"""Low-rank adapters (LoRA, Hu et al. 2021) on a model's Dense and EinsumDense layers.
+
+Keras 3 has LoRA built in: `layer.enable_lora(rank, lora_alpha)` on a built `Dense` or
+`EinsumDense` freezes its kernel and adds two trainable matrices `A` (in x rank) and `B`
+(rank x out, zeros at first), so the layer computes with `kernel + alpha / rank * A @ B`.
+This module finds the layers to adapt by name, anywhere inside a model (keras-hub's BERT
+keeps its attention projections inside each transformer layer: `query`, `key`, `value`,
+`attention_output`), and turns an adapted model back into an ordinary one for export.
+
+Keras saves an adapted layer's kernel already merged (`save_own_variables`) and without the
+adapter matrices, so a `.keras` file reloads as a plain model when the layer's config does
+not ask for LoRA (layers built inside other layers, as keras-hub's, never do). `merged`
+strips the request from configs that carry it, so every export is an ordinary model.
+"""
+
+import os
+import tempfile
+
+import keras
+
+ADAPTABLE = (keras.layers.Dense, keras.layers.EinsumDense)
+
+
+def find_targets(layers, names):
+    """`{name: [layers]}`: the Dense/EinsumDense layers called `names`, at any depth of `layers`."""
+    found = {name: [] for name in names}
+    for root in layers:
+        for layer in root._flatten_layers(include_self=True, recursive=True):
+            if isinstance(layer, ADAPTABLE) and layer.name in found:
+                found[layer.name].append(layer)
+    return found
+
+
+def adaptable_names(layers):
+    """Names of every Dense/EinsumDense layer inside `layers` (for error messages)."""
+    return sorted({layer.name for root in layers for layer in root._flatten_layers(include_self=True, recursive=True)
+                   if isinstance(layer, ADAPTABLE)})
+
+
+def enable(layers, rank, alpha=None):
+    """Adds rank-`rank` adapters to each of `layers` that has none yet; returns them all.
+
+    `alpha` scales the adapters by `alpha / rank` (Keras's default: alpha = rank).
+    """
+    for layer in layers:
+        if not layer.lora_enabled:
+            layer.enable_lora(rank, lora_alpha=alpha or None)
+    return list(layers)
+
+
+def freeze_all_but_adapters(layer):
+    """Leaves only the adapter matrices of an adapted layer trainable (not its kernel or bias).
+
+    Keras's `trainable` setter marks every variable of a layer trainable again, kernel
+    included; call this after any change of `trainable` that reached the layer.
+    """
+    layer.trainable = True
+    for variable in layer._trainable_variables:
+        variable.trainable = variable is layer.lora_kernel_a or variable is layer.lora_kernel_b
+
+
+def adapted_layers(model):
+    """The layers of `model` (any depth) with adapters enabled."""
+    return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+            if getattr(layer, "lora_enabled", False)]
+
+
+def merged(model):
+    """`model` as an ordinary Keras model: adapters merged into the kernels, none left.
+
+    The model is saved (Keras writes merged kernels and no adapters) and reloaded from a
+    config without LoRA requests. A model without adapters is returned as it is.
+    """
+    if not adapted_layers(model):
+        return model
+    with tempfile.TemporaryDirectory(prefix="tf_finetune_lora_") as folder:
+        path = os.path.join(folder, "merged.keras")
+        model.save(path)
+        config = _without_lora(keras.saving.serialize_keras_object(model))
+        plain = keras.saving.deserialize_keras_object(config)
+        plain.load_weights(path)
+    return plain
+
+
+def _without_lora(config):
+    """A serialized config with every layer's `lora_rank`/`lora_alpha` removed."""
+    if isinstance(config, dict):
+        return {k: _without_lora(v) for k, v in config.items() if k not in ("lora_rank", "lora_alpha")}
+    if isinstance(config, list):
+        return [_without_lora(v) for v in config]
+    return config

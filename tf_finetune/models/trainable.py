@@ -1,0 +1,153 @@
+"""Make a stage's `trainable` true of a model: `head`, `top:N`, `from:LAYER`, `lora:R`, ...
+
+The vocabulary is described in `tf_finetune.training.stages`. Every form works on the
+project's view of its model, `Parts`: the pretrained backbone (one layer, or None) and its
+blocks, bottom to top. "The head" is every layer that holds weights outside the blocks.
+BatchNormalization layers stay frozen (inference mode) and a `FrozenPrefix` stays frozen in
+every form; `as_built` puts back exactly what the model factory left trainable.
+"""
+
+import dataclasses
+
+import keras
+
+from tf_finetune.models import freezing
+from tf_finetune.models import lora
+from tf_finetune.models.frozen_prefix import FrozenPrefix
+
+
+@dataclasses.dataclass
+class Parts:
+    """The pretrained part of a model, as a project describes it.
+
+    Attributes:
+        backbone: the pretrained part as one layer (what `top_layers:N` counts the `layers`
+            of), or None.
+        blocks: the pretrained part as blocks, bottom to top, each a list of layers (what
+            `top:N` and `from:LAYER` count); empty for a model trained from scratch.
+    """
+
+    backbone: object = None
+    blocks: list = dataclasses.field(default_factory=list)
+
+    def layer_names(self):
+        """Names of every layer inside the blocks, at any depth."""
+        return {layer.name for block in self.blocks for root in block
+                for layer in root._flatten_layers(include_self=True, recursive=True)}
+
+
+def layer_blocks(backbone):
+    """Blocks of a backbone when nothing better is known: each top-level layer with weights."""
+    if backbone is None:
+        return []
+    return [[layer] for layer in backbone.layers if layer.weights]
+
+
+def capture(model):
+    """Every layer's `trainable` flag (to put back with `restore`): the model as built."""
+    return [(layer, layer.trainable) for layer in model._flatten_layers(include_self=True, recursive=True)]
+
+
+def restore(flags):
+    """Puts back the flags `capture` took.
+
+    `capture` lists a layer before its sublayers, so setting them in that order puts every flag
+    back, whatever the recursive setter did to the sublayers first.
+    """
+    for layer, flag in flags:
+        layer.trainable = flag
+
+
+def apply(model, trainable, parts, as_built, *, lora_alpha=0.0, lora_targets=("query", "value")):
+    """Sets what trains in `model` for a stage's `trainable`; returns a one-line description.
+
+    Args:
+        model: the model.
+        trainable: the stage's form, e.g. "head", "top:3", "from:block_13_expand", "lora:8".
+        parts: the model's `Parts`.
+        as_built: `capture(model)` taken right after the model was built.
+        lora_alpha, lora_targets: the stage's LoRA settings (for "lora:R").
+    """
+    kind, _, argument = trainable.partition(":")
+    if kind == "as_built":
+        restore(as_built)
+        return "as the model was built"
+    freezing.unfreeze(model, keep_batchnorm_frozen=True)
+    if kind == "all":
+        _refreeze_prefixes(model)
+        _keep_adapters_only(model)
+        return "everything"
+    if kind == "top_layers":
+        n = freezing.unfreeze_top(parts.backbone, int(argument))
+        _refreeze_prefixes(model)
+        _keep_adapters_only(model)
+        return f"the head and the top {n} layers of {parts.backbone.name!r}"
+    for layer in _pretrained_layers(parts):
+        freezing.freeze(layer)
+    if kind == "top":
+        n = int(argument)
+        chosen = parts.blocks[len(parts.blocks) - n:] if n else []
+        described = f"the head and the top {n} of {len(parts.blocks)} blocks"
+    elif kind == "from":
+        first = next(i for i, block in enumerate(parts.blocks)
+                     if argument in {layer.name for root in block
+                                     for layer in root._flatten_layers(include_self=True, recursive=True)})
+        chosen = parts.blocks[first:]
+        described = f"the head and the top {len(chosen)} of {len(parts.blocks)} blocks (from {argument!r})"
+    else:  # head, lora
+        chosen = []
+        described = "the head"
+    for block in chosen:
+        for layer in block:
+            freezing.unfreeze(layer, keep_batchnorm_frozen=True)
+    if kind == "lora":
+        targets = lora.find_targets([layer for block in parts.blocks for layer in block], lora_targets)
+        adapted = lora.enable([layer for found in targets.values() for layer in found], int(argument), lora_alpha)
+        _unfreeze_only(parts.blocks, adapted)
+        described += f" and rank-{argument} adapters on {len(adapted)} layers ({', '.join(lora_targets)})"
+    _refreeze_prefixes(model)
+    _keep_adapters_only(model)
+    return described
+
+
+def _pretrained_layers(parts):
+    """The blocks' layers and every layer inside the backbone (but not the backbone itself,
+    which must stay trainable for the blocks inside it to train)."""
+    layers = [layer for block in parts.blocks for layer in block]
+    if parts.backbone is not None:
+        layers += parts.backbone._flatten_layers(include_self=False, recursive=False)
+    return layers
+
+
+def _unfreeze_only(blocks, targets):
+    """Within frozen `blocks`, makes `targets` (adapted layers) and the layers holding them
+    trainable, with only the adapters' variables trainable."""
+    target_ids = {id(layer) for layer in targets}
+    for block in blocks:
+        for root in block:
+            for layer in root._flatten_layers(include_self=True, recursive=True):
+                inside = {id(sub) for sub in layer._flatten_layers(include_self=True, recursive=True)}
+                if inside & target_ids:  # the layer is a target or holds one
+                    layer._trainable = True  # this layer only, not its sublayers
+                    for variable in layer._trainable_variables:
+                        variable.trainable = False
+    for layer in targets:
+        lora.freeze_all_but_adapters(layer)
+
+
+def _keep_adapters_only(model):
+    """Adapted layers (from an earlier LoRA stage) train their adapters, never their kernels."""
+    for layer in lora.adapted_layers(model):
+        if layer.trainable:
+            lora.freeze_all_but_adapters(layer)
+
+
+def _refreeze_prefixes(model):
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, FrozenPrefix):
+            freezing.freeze(layer)
+
+
+def trainable_count(model):
+    """Trainable parameters of `model`."""
+    return sum(int(keras.ops.size(w)) for w in model.trainable_weights)

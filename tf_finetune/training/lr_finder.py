@@ -1,0 +1,103 @@
+"""The learning-rate range test (Smith 2015; fastai's `lr_find`).
+
+Train for up to `steps` batches while the learning rate grows exponentially from `start` to
+`end`, record each batch's loss, and stop once the loss diverges (it exceeds `diverge` times
+the lowest smoothed loss seen, or is not finite). The loss is smoothed as fastai does (an
+exponential moving average with bias correction, beta 0.98).
+
+The suggestion is the rate where the smoothed loss falls fastest (the most negative slope
+against log10 of the rate), looked for before the loss reaches its minimum: the loss is
+still going down there and training is stable; fastai called this `lr_steep`. The minimum's
+rate divided by 10 is reported too (Smith's and fastai's other rule of thumb). The model's
+weights are put back afterwards.
+"""
+
+import dataclasses
+import logging
+import math
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class RangeTest:
+    """The sweep's record and what it suggests.
+
+    Attributes:
+        rates, losses, smoothed: per batch, the learning rate, its loss and the smoothed loss.
+        suggestion: the suggested learning rate (the steepest descent).
+        minimum_rate: the rate at the lowest smoothed loss.
+        diverged_at: the rate at which the loss diverged, or None when the sweep ended first.
+    """
+
+    rates: list
+    losses: list
+    smoothed: list
+    suggestion: float
+    minimum_rate: float
+    diverged_at: float = None
+
+    def how_chosen(self):
+        return ("the steepest descent of the smoothed loss before its minimum (fastai's lr_steep); "
+                f"the minimum is at {self.minimum_rate:.3g}, and a tenth of it is {self.minimum_rate / 10:.3g}")
+
+
+def exponential_rates(start, end, steps):
+    """`steps` rates from `start` to `end`, evenly spaced in log space."""
+    if not 0 < start < end or steps < 2:
+        raise ValueError(f"Need 0 < start < end and steps >= 2. Received: start={start}, end={end}, steps={steps}")
+    return [start * (end / start) ** (i / (steps - 1)) for i in range(steps)]
+
+
+def run(model, batches, *, set_rate, steps=100, start=1e-7, end=10.0, diverge=4.0, beta=0.98):
+    """Runs the range test on a compiled `model`; returns a `RangeTest`.
+
+    Args:
+        model: a compiled Keras model.
+        batches: an iterable of `(inputs, labels)` training batches, at least `steps` long
+            (e.g. a repeated dataset).
+        set_rate: `fn(rate)` that sets the optimizer's learning rate before a step.
+        steps, start, end: the sweep: `steps` batches, rates from `start` to `end`.
+        diverge: stop when the loss exceeds this times the lowest smoothed loss.
+        beta: smoothing of the loss.
+    """
+    weights = [w.copy() for w in model.get_weights()]
+    rates, losses, smoothed = [], [], []
+    average, best, diverged_at = 0.0, math.inf, None
+    try:
+        for step, (rate, batch) in enumerate(zip(exponential_rates(start, end, steps), batches)):
+            set_rate(rate)
+            logs = model.train_on_batch(*batch, return_dict=True)
+            loss = float(logs["loss"])
+            rates.append(rate)
+            losses.append(loss)
+            if not math.isfinite(loss):
+                diverged_at = rate
+                break
+            average = beta * average + (1 - beta) * loss
+            smooth = average / (1 - beta ** (step + 1))
+            smoothed.append(smooth)
+            best = min(best, smooth)
+            if smooth > diverge * best:
+                diverged_at = rate
+                break
+    finally:
+        model.set_weights(weights)
+    if len(smoothed) < 3:
+        raise ValueError(f"The loss diverged within {len(losses)} steps of the sweep: lower its start rate "
+                         f"(it started at {start:g}).")
+    return RangeTest(rates, losses, smoothed, *suggest(rates[: len(smoothed)], smoothed), diverged_at)
+
+
+def suggest(rates, smoothed):
+    """`(steepest-descent rate, minimum rate)` of a smoothed loss curve over `rates`."""
+    lowest = int(np.argmin(smoothed))
+    log_rates = np.log10(rates)
+    slopes = np.gradient(np.asarray(smoothed), log_rates)
+    # Skip the first points (the average warms up) and look no further than the minimum.
+    first = min(len(rates) // 10, max(lowest - 1, 0))
+    window = slopes[first: lowest + 1] if lowest > first else slopes[: lowest + 1]
+    steepest = first + int(np.argmin(window)) if lowest > first else int(np.argmin(window))
+    return float(rates[steepest]), float(rates[lowest])
