@@ -139,6 +139,15 @@ def smoke_train(project, dataset, tmp_path_factory, *args):
     return run
 
 
+def assert_export_command_works_in_a_fresh_process(run, tmp_path):
+    """`export --run-dir RUN` as a user runs it, in a new process: loading the saved model
+    needs the project's custom layers registered before any of its modules is imported."""
+    export_dir = str(tmp_path / "exported")
+    result = run_cli(run.project.name, "export", "--run-dir", run.run_dir, "--export-dir", export_dir)
+    assert result.status == 0, result.err[-3000:]
+    assert sorted(os.listdir(export_dir)) == ["1"]
+
+
 def assert_run_dir_complete(run, extra=()):
     """The run directory holds every standard file, the project's `extra` ones and TensorBoard
     event files under logs/; returns the validation report (metrics.json)."""

@@ -7,6 +7,7 @@ from projects.bert_classifier.project import PROJECT
 from tests.conftest import MINILM
 from tests.conftest import MINILM_PARTS
 from tests.conftest import require_data
+from tests.helpers import assert_export_command_works_in_a_fresh_process
 from tests.helpers import assert_one_line_error
 from tests.helpers import assert_predict_agrees
 from tests.helpers import assert_run_dir_complete
@@ -38,6 +39,10 @@ def test_smoke_train_learns_from_real_sentences(smoke_run):
 def test_savedmodel_serves_raw_strings_without_keras_like_the_keras_model(smoke_run, tmp_path):
     # TensorFlow and tensorflow-text only: the tokenizer is in the graph.
     assert_savedmodel_serves_like_keras(smoke_run, SENTENCES, tmp_path, imports=["tensorflow_text"])
+
+
+def test_the_export_command_loads_the_run_in_a_fresh_process(smoke_run, tmp_path):
+    assert_export_command_works_in_a_fresh_process(smoke_run, tmp_path)
 
 
 def test_predict_from_run_and_savedmodel_agree(smoke_run, capsys):

@@ -7,6 +7,7 @@ import pytest
 
 from projects.plant_cnn.project import PROJECT
 from tests.conftest import write_image
+from tests.helpers import assert_export_command_works_in_a_fresh_process
 from tests.helpers import assert_one_line_error
 from tests.helpers import assert_predict_agrees
 from tests.helpers import assert_run_dir_complete
@@ -46,6 +47,10 @@ def test_savedmodel_serves_raw_jpeg_bytes_like_keras(smoke_run, tmp_path):
     with open(os.path.join(smoke_run.export_dir, "1", "assets", "labels.txt")) as f:
         labels = f.read().split()
     assert labels == smoke_run.read_json("run.json")["class_names"] and len(labels) == 7
+
+
+def test_the_export_command_loads_the_run_in_a_fresh_process(smoke_run, tmp_path):
+    assert_export_command_works_in_a_fresh_process(smoke_run, tmp_path)
 
 
 def test_predict_from_run_and_savedmodel_agree(smoke_run, capsys):

@@ -4,6 +4,7 @@ import pytest
 
 from projects.sentiment_lstm.project import PROJECT
 from tests.conftest import require_data
+from tests.helpers import assert_export_command_works_in_a_fresh_process
 from tests.helpers import assert_one_line_error
 from tests.helpers import assert_predict_agrees
 from tests.helpers import assert_run_dir_complete
@@ -34,6 +35,10 @@ def test_smoke_train_learns_from_real_reviews(smoke_run):
 def test_savedmodel_serves_raw_strings_like_keras(smoke_run, tmp_path):
     texts = smoke_run.read_json("run.json")["examples"] + REVIEWS + [""]
     assert_savedmodel_serves_like_keras(smoke_run, texts, tmp_path)
+
+
+def test_the_export_command_loads_the_run_in_a_fresh_process(smoke_run, tmp_path):
+    assert_export_command_works_in_a_fresh_process(smoke_run, tmp_path)
 
 
 def test_predict_texts_and_at_file_from_run_and_savedmodel_agree(smoke_run, capsys, tmp_path):

@@ -5,6 +5,7 @@ import os
 import pytest
 
 from projects.translation.project import PROJECT
+from tests.helpers import assert_export_command_works_in_a_fresh_process
 from tests.helpers import assert_one_line_error
 from tests.helpers import assert_predict_agrees
 from tests.helpers import assert_run_dir_complete
@@ -43,6 +44,10 @@ def test_savedmodel_translates_raw_strings_without_keras_like_the_keras_model(sm
     served = assert_savedmodel_serves_like_keras(smoke_run, SENTENCES, tmp_path,
                                                  keras_outputs=keras_translations)
     assert all(t and "[" not in t for t in served["translation"][:3])  # some characters, no marks
+
+
+def test_the_export_command_loads_the_run_in_a_fresh_process(smoke_run, tmp_path):
+    assert_export_command_works_in_a_fresh_process(smoke_run, tmp_path)
 
 
 def test_predict_from_run_and_savedmodel_agree(smoke_run, capsys):

@@ -97,6 +97,12 @@ class Project:
     blocks: typing.Callable = None
     task: Task = dataclasses.field(default_factory=ClassificationTask)
 
+    def import_model_code(self):
+        """Imports the module of a `lazy` model factory, which registers the project's custom
+        layers with Keras: needed before loading a saved model of this project."""
+        if isinstance(self.build_model, lazy):
+            importlib.import_module(self.build_model.module)
+
     def parts(self, model):
         """The model's pretrained `tf_finetune.models.trainable.Parts` (backbone and blocks)."""
         from tf_finetune.models import trainable
@@ -118,11 +124,11 @@ class lazy:  # noqa: N801 (used like a function)
         if not module or not name:
             raise ValueError(f"Expected 'package.module:function'. Received: {target!r}")
         self.target = target
-        self._module, self._name, self._function = module, name, None
+        self.module, self._name, self._function = module, name, None
 
     def __call__(self, *args, **kwargs):
         if self._function is None:
-            self._function = getattr(importlib.import_module(self._module), self._name)
+            self._function = getattr(importlib.import_module(self.module), self._name)
         return self._function(*args, **kwargs)
 
     def __repr__(self):

@@ -157,9 +157,15 @@ def lr_find(project, args):
     print(f"Written: {out.file('lr_find.png')}, {out.file('lr_find.csv')}")
 
 
+def _load_run(project, run_dir, flag="--run-dir"):
+    """`(config, record, best model)` of a run of `project`, its custom layers registered first."""
+    project.import_model_code()
+    return load_run(run_dir, project.name, project.config_class, flag=flag)
+
+
 def evaluate(project, args):
     load_tensorflow(args.verbose)
-    config, record, model = load_run(args.run_dir, project.name, project.config_class)
+    config, record, model = _load_run(project, args.run_dir)
     data = project.load_data(config, args.data_dir or record["data_dir"])
     if list(data.class_names) != record["class_names"]:
         raise UserError(
@@ -175,7 +181,7 @@ def evaluate(project, args):
 
 def export(project, args):
     load_tensorflow(args.verbose)
-    config, record, model = load_run(args.run_dir, project.name, project.config_class)
+    config, record, model = _load_run(project, args.run_dir)
     path = _export(project, RunDir(args.run_dir), model, config, args.export_dir, record)
     print(f"Exported: {path}")
 
@@ -207,7 +213,7 @@ def predict(project, args):
     if path:
         outputs = saved_model.serve_saved_model(path, raw)
     elif RunDir(args.model).exists():
-        config, record, model = load_run(args.model, project.name, project.config_class, flag="--model")
+        config, record, model = _load_run(project, args.model, flag="--model")
         serve = project.task.serving_fn(model, project.preprocess(config), record)
         outputs = {k: v.numpy() for k, v in serve(tf.constant(list(raw))).items()}
     else:

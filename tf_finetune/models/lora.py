@@ -13,8 +13,10 @@ not ask for LoRA (layers built inside other layers, as keras-hub's, never do). `
 strips the request from configs that carry it, so every export is an ordinary model.
 """
 
+import json
 import os
 import tempfile
+import zipfile
 
 import keras
 
@@ -68,18 +70,22 @@ def adapted_layers(model):
 def merged(model):
     """`model` as an ordinary Keras model: adapters merged into the kernels, none left.
 
-    The model is saved (Keras writes merged kernels and no adapters) and reloaded from a
-    config without LoRA requests. A model without adapters is returned as it is.
+    The model is saved (Keras writes merged kernels and no adapters), the saved config loses
+    its LoRA requests, and the file is loaded back (with its assets, such as a tokenizer's
+    vocabulary). A model without adapters is returned as it is.
     """
     if not adapted_layers(model):
         return model
     with tempfile.TemporaryDirectory(prefix="tf_finetune_lora_") as folder:
-        path = os.path.join(folder, "merged.keras")
-        model.save(path)
-        config = _without_lora(keras.saving.serialize_keras_object(model))
-        plain = keras.saving.deserialize_keras_object(config)
-        plain.load_weights(path)
-    return plain
+        saved, plain = os.path.join(folder, "adapted.keras"), os.path.join(folder, "merged.keras")
+        model.save(saved)
+        with zipfile.ZipFile(saved) as source, zipfile.ZipFile(plain, "w") as target:
+            for item in source.infolist():
+                data = source.read(item.filename)
+                if item.filename == "config.json":
+                    data = json.dumps(_without_lora(json.loads(data))).encode("utf-8")
+                target.writestr(item, data)
+        return keras.models.load_model(plain)
 
 
 def _without_lora(config):
