@@ -1,13 +1,13 @@
 """Training throughput of `tf_finetune.training.trainer.Trainer.fit` vs a plain `model.fit`, same model, same data.
 
-What the trainer adds to Keras's `fit`: its callbacks (the epoch backup of the weights,
-optimizer and best model, TensorBoard, CSV history, learning-rate and epoch-time logging, NaN
-stop), the phase bookkeeping, restoring the best weights and writing `best.keras` at the end.
-Goal: at least 0.95x the plain `fit` throughput.
+What the trainer adds to Keras's `fit`: one `fit` call per epoch on that epoch's seeded
+batches, the epoch's backup (what trains, the optimizer, the best weights; checksummed), the
+history row and TensorBoard scalars, the stage bookkeeping, restoring the best weights and
+writing `best.keras` at the end. Goal: at least 0.95x the plain `fit` throughput.
 
 Both sides train plant_cnn's head phase (MobileNetV2-0.35 frozen, new head) on the project's
 own data pipeline (decoded images cached, augmentation in `tf.data`), with the same optimizer,
-schedule and loss (`Trainer.compile` compiles both). Each side runs one untimed warm-up epoch
+schedule and loss (`Trainer.make_optimizer` and `Trainer.compile` for both). Each side runs one untimed warm-up epoch
 (graph tracing, filling the image cache), then `--epochs` timed epochs with validation. Its
 time is its whole `fit` call minus the warm-up epoch, so the trainer's fixed work (writing
 `best.keras`) counts against it. The sides alternate `--repeats` times; each keeps its fastest.
@@ -92,7 +92,8 @@ def measure(setting, args, work):
     def plain():
         trainer = Trainer(config, os.path.join(work, "plain"))  # compiles the same way; fit is Keras's
         model = trainer.build_model(lambda: build_model(config, data))
-        trainer.compile(model, learning_rate=config.learning_rate, epochs=config.epochs, steps_per_epoch=steps)
+        (stage,) = trainer.plan(model)
+        trainer.compile(model, trainer.make_optimizer(model, stage, steps))
         times = EpochTimes()
         start = time.perf_counter()
         model.fit(data.train, validation_data=data.val, epochs=config.epochs, callbacks=[times.callback],
@@ -105,7 +106,7 @@ def measure(setting, args, work):
         trainer = Trainer(config, run_dir)
         model = trainer.build_model(lambda: build_model(config, data))
         start = time.perf_counter()
-        trainer.fit(model, data.train, data.val)  # its callbacks, backups, best.keras
+        trainer.fit(model, data.train_batches, data.val)  # a fit per epoch, its logs, backups, best.keras
         epochs = read_history(run_dir)["epoch_seconds"]
         return time.perf_counter() - start - epochs[0], epochs[1:]
 

@@ -56,7 +56,7 @@ def test_lr_find_on_real_reviews_writes_its_files_and_a_suggestion(tmp_path, cap
     rows = (out / "lr_find.csv").read_text().splitlines()
     assert rows[0] == "step,learning_rate,loss,smoothed_loss" and 3 < len(rows) <= 41
     line = [l for l in result.out.splitlines() if l.startswith("Suggested learning rate:")]
-    assert len(line) == 1 and "steepest descent" in line[0]
+    assert len(line) == 1 and "valley" in line[0]
     suggestion = float(line[0].split(":")[1].split()[0])
     assert 1e-5 <= suggestion <= 10
 

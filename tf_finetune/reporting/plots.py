@@ -123,7 +123,9 @@ def plot_lr_find(result, path):
     ax.plot(result.rates, np.where(np.isfinite(losses), losses, np.nan), alpha=0.35, label="loss")
     ax.plot(result.rates[: len(result.smoothed)], result.smoothed, label="smoothed loss")
     ax.axvline(result.suggestion, color="tab:red", linestyle="--", linewidth=1,
-               label=f"suggestion {result.suggestion:.2g} (steepest descent)")
+               label=f"suggestion {result.suggestion:.2g} (valley)")
+    ax.axvline(result.steepest_rate, color="tab:orange", linestyle=":", linewidth=1,
+               label=f"steepest descent {result.steepest_rate:.2g}")
     ax.axvline(result.minimum_rate, color="gray", linestyle=":", linewidth=1,
                label=f"minimum {result.minimum_rate:.2g}")
     finite = [v for v in result.smoothed if np.isfinite(v)]

@@ -5,10 +5,11 @@ Train for up to `steps` batches while the learning rate grows exponentially from
 the lowest smoothed loss seen, or is not finite). The loss is smoothed as fastai does (an
 exponential moving average with bias correction, beta 0.98).
 
-The suggestion is the rate where the smoothed loss falls fastest (the most negative slope
-against log10 of the rate), looked for before the loss reaches its minimum: the loss is
-still going down there and training is stable; fastai called this `lr_steep`. The minimum's
-rate divided by 10 is reported too (Smith's and fastai's other rule of thumb). The model's
+The suggestion is fastai's `valley` (its default since fastai 2.5): the longest stretch over
+which the smoothed loss keeps going down (a longest decreasing subsequence, so noise does not
+cut it short), and the rate two thirds of the way along it, where the loss still falls and
+training is stable. The steepest descent before the minimum (fastai's older `lr_steep`) and
+the minimum's rate divided by 10 (Smith's rule of thumb) are reported beside it. The model's
 weights are put back afterwards.
 """
 
@@ -27,7 +28,8 @@ class RangeTest:
 
     Attributes:
         rates, losses, smoothed: per batch, the learning rate, its loss and the smoothed loss.
-        suggestion: the suggested learning rate (the steepest descent).
+        suggestion: the suggested learning rate (fastai's valley).
+        steepest_rate: where the smoothed loss falls fastest before its minimum.
         minimum_rate: the rate at the lowest smoothed loss.
         diverged_at: the rate at which the loss diverged, or None when the sweep ended first.
     """
@@ -36,12 +38,14 @@ class RangeTest:
     losses: list
     smoothed: list
     suggestion: float
+    steepest_rate: float
     minimum_rate: float
     diverged_at: float = None
 
     def how_chosen(self):
-        return ("the steepest descent of the smoothed loss before its minimum (fastai's lr_steep); "
-                f"the minimum is at {self.minimum_rate:.3g}, and a tenth of it is {self.minimum_rate / 10:.3g}")
+        return ("two thirds along the longest stretch where the smoothed loss keeps falling (fastai's "
+                f"valley); the steepest descent is at {self.steepest_rate:.3g}, the minimum at "
+                f"{self.minimum_rate:.3g} (a tenth of it: {self.minimum_rate / 10:.3g})")
 
 
 def exponential_rates(start, end, steps):
@@ -92,6 +96,28 @@ def run(model, batches, *, set_rate, steps=100, start=1e-7, end=10.0, diverge=4.
 
 
 def suggest(rates, smoothed):
+    """`(valley rate, steepest-descent rate, minimum rate)` of a smoothed loss curve."""
+    return valley(rates, smoothed), *steepest_and_minimum(rates, smoothed)
+
+
+def valley(rates, smoothed):
+    """fastai's `valley`: two thirds along the longest decreasing run of the loss (a longest
+    decreasing subsequence, O(n^2) for the few hundred points of a sweep)."""
+    n = len(smoothed)
+    longest = [1] * n
+    start = end = 0
+    for i in range(1, n):
+        for j in range(i):
+            if smoothed[i] < smoothed[j] and longest[i] < longest[j] + 1:
+                longest[i] = longest[j] + 1
+        if longest[i] > longest[end]:
+            end = i
+            start = end - longest[end]
+    third = (end - start) / 3
+    return float(rates[max(0, start + int(third) + int(third / 2))])
+
+
+def steepest_and_minimum(rates, smoothed):
     """`(steepest-descent rate, minimum rate)` of a smoothed loss curve over `rates`."""
     lowest = int(np.argmin(smoothed))
     log_rates = np.log10(rates)
