@@ -35,6 +35,15 @@ ROWS = {
     "sst2_2k_from_imdb": ["--config", f"{CONFIGS}/sst2.toml", "--data-dir", "{data}/sst2", *SMALL,
                           "--init-from", "{imdb}", "--epochs", "6", "--batch-size", "32",
                           "--learning-rate", "0.001"],
+    # Plans of stages on the same 2,000 sentences, the last epoch kept (no choice on dev).
+    "sst2_2k_baseline": ["--config", f"{CONFIGS}/sst2_2k_baseline.toml", "--data-dir", "{data}/sst2",
+                         "--init-from", "{imdb}"],
+    "sst2_2k_gradual": ["--config", f"{CONFIGS}/sst2_2k_gradual.toml", "--data-dir", "{data}/sst2",
+                        "--init-from", "{imdb}"],
+    "sst2_2k_switch": ["--config", f"{CONFIGS}/sst2_2k_switch.toml", "--data-dir", "{data}/sst2",
+                       "--init-from", "{imdb}"],
+    "sst2_2k_ramp": ["--config", f"{CONFIGS}/sst2_2k_ramp.toml", "--data-dir", "{data}/sst2",
+                     "--init-from", "{imdb}"],
     "sst2_2k_from_imdb_frozen": ["--config", f"{CONFIGS}/sst2.toml", "--data-dir", "{data}/sst2", *SMALL,
                                  "--init-from", "{imdb}", "--freeze", "encoder", "--epochs", "5",
                                  "--batch-size", "32", "--fine-tune-epochs", "5",
@@ -44,8 +53,9 @@ ROWS = {
 
 def table(run_dirs):
     lines = [
-        "| run | data | model | encoder from | train texts | val texts | val accuracy | macro F1 | train time | command |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| run | data | model | encoder from | train texts | val texts | val accuracy | macro F1 | kept | "
+        "train time | command |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run_dir in run_dirs:
         name, m, c, r = runs.read_run(run_dir)
@@ -57,7 +67,7 @@ def table(run_dirs):
         lines.append(
             f"| {name} | {data} | {c['model']} | {init} | {r['data']['train_examples']} | "
             f"{m['num_examples']} | {100 * m['accuracy']:.2f}% | {m['macro_f1']:.4f} | "
-            f"{m['train_seconds'] / 60:.1f} min | `{runs.train_args(r)}` |"
+            f"{c.get('checkpoint', 'best')} epoch | {m['train_seconds'] / 60:.1f} min | `{runs.train_args(r)}` |"
         )
     return "\n".join(lines)
 
