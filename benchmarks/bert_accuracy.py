@@ -23,6 +23,8 @@ Rows:
   sst2_ld0.8          sst2_ls0 with layer-wise LR decay 0.8 from a 1e-4 peak (ELECTRA's recipe)
   sst2_ema            sst2_2ep with a moving average of the weights (--ema-momentum 0.999)
   sst2_train_emb      sst2_2ep with the embeddings trained too (--no-freeze-embeddings)
+  sst2_lora8          LoRA rank 8 (alpha 16) on query and value, the classifier, 3 epochs at 5e-4
+                      (configs/sst2_lora.toml)
   sst2_b64            the defaults with batch 64 at a 7e-5 peak: half the steps and optimizer
                       updates per epoch (measured no faster on 2 CPU cores)
   sst2_4k_freeze5     4,000 training sentences, embeddings + 5 layers frozen, cached ...
@@ -47,6 +49,7 @@ ROWS = {
     "sst2_ld0.8": [*PRESET, *TWO, "--layer-decay", "0.8", "--learning-rate", "1e-4", *NO_LS],
     "sst2_ema": [*PRESET, *TWO, "--ema-momentum", "0.999"],
     "sst2_train_emb": [*PRESET, *TWO, "--no-freeze-embeddings"],
+    "sst2_lora8": ["--config", "projects/bert_classifier/configs/sst2_lora.toml", *PRESET],
     "sst2_b64": [*PRESET, "--batch-size", "64", "--learning-rate", "7e-5"],
     "sst2_4k_freeze5": [*PRESET, *SMALL],
     "sst2_4k_freeze5_uncached": [*PRESET, *SMALL, "--no-cache-frozen-prefix"],
