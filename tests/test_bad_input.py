@@ -236,7 +236,7 @@ def plant_odd_but_valid_and_oversized_images_among_good(c):
     cmyk_jpeg(os.path.join(root, "red", "cmyk.jpg"))
     png_16_bit(os.path.join(root, "red", "deep.png"))
     large_jpeg(os.path.join(root, "red", "large.jpg"))
-    jpeg_claiming_40000_px(os.path.join(root, "blue", "bomb.jpg"))  # cannot be decoded: skipped
+    jpeg_claiming_40000_px(os.path.join(root, "blue", "bomb.jpg"))  # declares more pixels than --max-image-pixels: skipped unread
     png_claiming_100000_px(os.path.join(root, "red", "bomb.png"))
     return ["train", "--data-dir", root, "--output-dir", c.run, *TINY_IMAGES]
 
@@ -441,7 +441,7 @@ CASES = [
      Trains({"not an image file": 2, "unreadable": 3}, {"blue": PER_CLASS, "red": PER_CLASS})),
     ("plant-grayscale-cmyk-16bit-4000px-used-40000px-skipped-among-good", "plant_cnn",
      plant_odd_but_valid_and_oversized_images_among_good,
-     Trains({"unreadable": 2}, {"blue": PER_CLASS + 1, "red": PER_CLASS + 3})),
+     Trains({"too large": 2}, {"blue": PER_CLASS + 1, "red": PER_CLASS + 3})),
     ("plant-missing-weights-file", "plant_cnn", plant_missing_weights_file,
      ["--weights {tmp}/nope.h5 does not exist", "pass imagenet, none, or the path of a .h5"]),
     ("plant-zero-byte-weights-file", "plant_cnn", plant_zero_byte_weights_file,

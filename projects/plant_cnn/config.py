@@ -5,6 +5,8 @@ import typing
 
 from tf_finetune.config import TrainConfig
 from tf_finetune.config import option
+from tf_finetune.data.image_header import DEFAULT_MAX_PIXELS
+from tf_finetune.errors import UserError
 
 # Dataset folder name (under $TF_FINETUNE_DATA) -> TFDS dataset used when online.
 TFDS_NAMES = {"plantvillage": "plant_village", "flowers": "tf_flowers"}
@@ -29,6 +31,12 @@ class PlantConfig(TrainConfig):
     alpha: float = option(0.0, "Width multiplier of MobileNets (0 = 0.35 for mobilenet_v2, 0.75 for mobilenet, the offline weights).")
     weights: str = option("imagenet", "Backbone weights: imagenet, none (train from scratch), or a .h5 weights file.")
     image_size: int = option(0, "Square input size in pixels (0 = 150 for seed_cnn, 224 otherwise).")
+    max_image_pixels: int = option(
+        DEFAULT_MAX_PIXELS,
+        "Largest width x height an image may declare in its header, checked before decoding "
+        "(a 20000x20000 PNG is a few KB on disk and 1.2 GB decoded): training skips and counts "
+        "larger images, predict and the exported SavedModel reject them (0 = no limit).",
+    )
     dropout: float = option(0.2, "Dropout before the classification layer.")
     # Augmentation, with ImageDataGenerator's argument names and meanings.
     rotation_range: float = option(0.0, "Random rotation range in degrees.")
@@ -54,6 +62,14 @@ class PlantConfig(TrainConfig):
         "learning_rate": 3e-3,
         "unfreeze_top": 20,
     }
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.max_image_pixels < 0:
+            raise UserError(
+                "--max-image-pixels must be >= 0 (0 = no limit). Received: "
+                f"max_image_pixels={self.max_image_pixels}"
+            )
 
     def resolved_image_size(self):
         return self.image_size or DEFAULT_IMAGE_SIZE.get(self.backbone, 224)

@@ -6,6 +6,8 @@
 - `text_table`: CSV/TSV files of texts and labels (bad rows skipped with counts).
 - `text_dataset`: raw-text batches grouped by length, with a known number of batches.
 - `text_data`: what text projects share (`TextDataConfig`, `load_tables`, `make_data`).
+- `image_header`: an image's declared size from its header, without decoding
+  (`--max-image-pixels`).
 - `splits`: the seeded stratified train/validation split.
 """
 
@@ -18,5 +20,6 @@ __getattr__, __dir__, __all__ = exports(__name__, {
     "TfdsSource": "locate",
     "resolve_data": "locate",
     "stratified_split": "splits",
+    "image_size": "image_header",
     "make_text_dataset": "text_dataset",
 })

@@ -6,11 +6,13 @@ ROOT/
   roses/    ...
 ```
 
-`scan` lists the images, checks that each one decodes (unreadable files are skipped and
-counted, never a crash), `split` makes a seeded stratified train/validation split, and
-`make_dataset` turns a file list into a batched `tf.data` pipeline. `decode_image` is the one
-decode-and-resize function, used both for training and inside the exported serving graph, so
-what the model sees in training is what it sees in production.
+`scan` lists the images, checks that each one decodes (unreadable files, and images whose
+header declares more than `--max-image-pixels`, are skipped and counted, never a crash),
+`split` makes a seeded stratified train/validation split, and `make_dataset` turns a file
+list into a batched `tf.data` pipeline. `decode_image` is the one decode-and-resize
+function, used both for training and inside the exported serving graph, so what the model
+sees in training is what it sees in production (the serving graph also refuses images over
+the pixel limit, reading only their header: `check_max_pixels`).
 """
 
 import collections
@@ -20,6 +22,7 @@ import logging
 import os
 import random
 
+from tf_finetune.data import image_header
 from tf_finetune.data import splits
 from tf_finetune.errors import UserError
 
@@ -37,7 +40,8 @@ class ImageFolder:
         class_names: class names, sorted; label `i` is `class_names[i]`.
         files: image paths.
         labels: integer label of each file.
-        skipped: reason -> number of files skipped for it (e.g. `{"unreadable": 1}`).
+        skipped: reason -> number of files skipped for it (e.g. `{"unreadable": 1}`,
+            `{"too large": 1}` for an image over the pixel limit).
     """
 
     root: str
@@ -55,15 +59,19 @@ class ImageFolder:
         return [counts.get(i, 0) for i in range(len(self.class_names))]
 
 
-def scan(root, *, validate=True, max_per_class=0, seed=0):
+def scan(root, *, validate=True, max_per_class=0, seed=0, max_pixels=image_header.DEFAULT_MAX_PIXELS):
     """Lists the images under `root`, one subfolder per class.
 
     Args:
         root: the data folder.
-        validate: decode every image once and skip (and count) the ones that fail.
+        validate: read every image's header and skip (and count, as "too large") the ones
+            that declare more than `max_pixels` pixels, without decoding them; then decode
+            every other image once and skip (and count, as "unreadable") the ones that fail.
         max_per_class: keep at most this many images per class (a seeded random
             sample; 0 keeps all). Used by `--smoke`.
         seed: seed for that sample.
+        max_pixels: the largest width x height an image may declare (0 = no limit):
+            `--max-image-pixels`.
 
     Returns:
         An `ImageFolder`.
@@ -109,6 +117,17 @@ def scan(root, *, validate=True, max_per_class=0, seed=0):
 
     if validate:
         all_paths = [p for paths in per_class.values() for p in paths]
+        large = dict(find_too_large(all_paths, max_pixels))
+        if large:
+            skipped["too large"] += len(large)
+            path, (width, height) = min(large.items())
+            logger.warning(
+                "Skipped %d image file(s) in %s that declare more than %d pixels (e.g. %s, %dx%d), "
+                "without decoding them: resize them, or raise %s.", len(large), root, max_pixels,
+                os.path.relpath(path, root), width, height, image_header.FLAG,
+            )
+            all_paths = [p for p in all_paths if p not in large]
+            per_class = {n: [p for p in ps if p not in large] for n, ps in per_class.items()}
         logger.info("Checking that %d images in %s decode...", len(all_paths), root)
         bad = set(find_unreadable(all_paths))
         if bad:
@@ -148,6 +167,24 @@ def scan(root, *, validate=True, max_per_class=0, seed=0):
 def _describe(skipped):
     """`{"unreadable": 2, "not an image file": 1}` -> "1 not an image file, 2 unreadable"."""
     return ", ".join(f"{count} {reason}" for reason, count in sorted(skipped.items()))
+
+
+def find_too_large(paths, max_pixels, num_threads=None):
+    """`[(path, (width, height))]` of the images whose header declares more than
+    `max_pixels` pixels (0 = no limit). Reads only the headers; decodes nothing."""
+    if not max_pixels:
+        return []
+    num_threads = num_threads or min(8, (os.cpu_count() or 1) * 2)
+    with concurrent.futures.ThreadPoolExecutor(num_threads) as pool:
+        sizes = list(pool.map(_header_size, paths))
+    return [(path, size) for path, size in zip(paths, sizes) if image_header.over_limit(size, max_pixels)]
+
+
+def _header_size(path):
+    try:
+        return image_header.file_image_size(path)
+    except OSError:
+        return None  # an unreadable file: `find_unreadable` counts it
 
 
 def find_unreadable(paths, num_threads=None):
@@ -191,16 +228,98 @@ def _subset(folder, indices):
                        tuple(folder.labels[i] for i in indices), folder.skipped)
 
 
-def decode_image(encoded, image_size):
+def decode_image(encoded, image_size, max_pixels=0):
     """Decodes encoded image bytes (JPEG, PNG, BMP, GIF) to a uint8 [H, W, 3] tensor.
 
     Grayscale and RGBA become RGB; the image is resized (bilinear) to `image_size` and
     rounded back to uint8. Training and the exported serving graph both call this.
+
+    `max_pixels` > 0 first reads the width and height the header declares and fails with
+    an `InvalidArgumentError` naming the limit when their product is larger, before any
+    pixel is decoded (`check_max_pixels`); the serving graph sets it. Training leaves it at
+    0: `scan` has skipped those files already.
     """
     import tensorflow as tf
 
+    if max_pixels:
+        encoded = check_max_pixels(encoded, max_pixels)
     image = tf.io.decode_image(encoded, channels=3, expand_animations=False, dtype=tf.uint8)
     return resize_image(image, image_size)
+
+
+def check_max_pixels(encoded, max_pixels):
+    """`encoded` (a scalar tf.string), once its header is known to declare at most
+    `max_pixels` pixels; else an `InvalidArgumentError` that names the limit and
+    `--max-image-pixels`. Graph-safe (tf.data, tf.function, `tf.map_fn`); decodes nothing.
+    """
+    import tensorflow as tf
+
+    width, height = declared_size(encoded)
+    check = tf.debugging.assert_less_equal(
+        tf.multiply(width, height, name="declared_pixels"),
+        tf.constant(max_pixels, tf.int64, name="max_image_pixels"),
+        message=(f"The image declares more than {max_pixels} pixels (width x height), over "
+                 f"{image_header.FLAG} {max_pixels}: resize it, or raise the limit."),
+    )
+    with tf.control_dependencies([check]):
+        return tf.identity(encoded)
+
+
+# The first bytes of each format, as `tf.io.decode_image` recognises them.
+_PNG, _GIF, _BMP = image_header.PNG_SIGNATURE, b"GIF8", b"BM"
+_HEAD = 32  # the bytes `declared_size` reads: every size field but a JPEG's lies within
+
+
+def declared_size(encoded):
+    """The `(width, height)` (int64 scalars) the header of scalar tf.string `encoded`
+    declares: the in-graph `image_header.image_size`, for PNG, JPEG, GIF, BMP and WebP.
+    (0, 0) for anything else; a JPEG's comes from `tf.image.extract_jpeg_shape`, which reads
+    its markers without decoding."""
+    import tensorflow as tf
+
+    head = tf.io.decode_raw(tf.strings.substr(encoded, 0, _HEAD), tf.uint8, fixed_length=_HEAD)
+    b = tf.cast(head, tf.int64)
+
+    def starts_with(offset, magic):
+        return tf.reduce_all(tf.equal(head[offset:offset + len(magic)], list(magic)))
+
+    def uint(offset, size, big_endian=False):
+        order = range(size) if big_endian else reversed(range(size))
+        value = tf.constant(0, tf.int64)
+        for i in order:
+            value = value * 256 + b[offset + i]
+        return value
+
+    def int32_abs(offset):
+        value = uint(offset, 4)
+        return tf.abs(tf.where(value >= 2**31, value - 2**32, value))
+
+    def other_size():
+        # The first format that matches wins; (0, 0) when none does.
+        bmp_core = tf.equal(uint(14, 4), 12)  # BITMAPCOREHEADER: 16-bit fields
+        webp_chunk = {name: starts_with(12, name) for name in (b"VP8X", b"VP8L", b"VP8 ")}
+        vp8l = uint(21, 4)
+        formats = [
+            (starts_with(0, _PNG), uint(16, 4, True), uint(20, 4, True)),
+            (starts_with(0, _GIF), uint(6, 2), uint(8, 2)),
+            (starts_with(0, _BMP) & bmp_core, uint(18, 2), uint(20, 2)),
+            (starts_with(0, _BMP), int32_abs(18), int32_abs(22)),
+            (starts_with(8, b"WEBP") & webp_chunk[b"VP8X"], uint(24, 3) + 1, uint(27, 3) + 1),
+            (starts_with(8, b"WEBP") & webp_chunk[b"VP8L"], vp8l % 2**14 + 1, vp8l // 2**14 % 2**14 + 1),
+            (starts_with(8, b"WEBP") & webp_chunk[b"VP8 "], uint(26, 2) % 2**14, uint(28, 2) % 2**14),
+        ]
+        width = height = tf.constant(0, tf.int64)
+        for matches, w, h in reversed(formats):
+            width, height = tf.where(matches, w, width), tf.where(matches, h, height)
+        return width, height
+
+    def jpeg_size():
+        shape = tf.image.extract_jpeg_shape(encoded, output_type=tf.int64)  # (height, width, channels)
+        return shape[1], shape[0]
+
+    width, height = tf.cond(starts_with(0, b"\xff\xd8\xff"), jpeg_size, other_size)
+    # Each side at most 2**31 (PNG's own limit is 2**31 - 1), so width * height fits in an int64.
+    return tf.minimum(width, 2**31), tf.minimum(height, 2**31)
 
 
 def resize_image(image, image_size):

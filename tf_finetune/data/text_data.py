@@ -204,8 +204,11 @@ def _read_tfds(config):
     return train, val, info
 
 
-def read_inputs(inputs):
-    """Texts from the command line; `@FILE` stands for the non-empty lines of FILE."""
+def read_inputs(inputs, max_pixels=None):
+    """Texts from the command line; `@FILE` stands for the non-empty lines of FILE.
+
+    `max_pixels` (predict's `--max-image-pixels`) concerns image inputs only: unused here.
+    """
     texts = []
     for item in inputs:
         if item.startswith("@"):
