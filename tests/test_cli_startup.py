@@ -57,7 +57,7 @@ def test_tensorflow_start_up_lines_show_with_verbose_only(tmp_path):
     # TF_CPP_MIN_LOG_LEVEL unset, as a user would.
     args = ["--model", str(tmp_path / "no-model"), write_image(str(tmp_path / "leaf.jpg"))]
     quiet = run_cli("plant_cnn", "predict", *args)
-    assert_one_line_error(quiet, "is not a SavedModel")  # which has no start-up line
+    assert_one_line_error(quiet, "is not a run directory, a SavedModel")  # which has no start-up line
     verbose = run_cli("plant_cnn", "predict", "--verbose", *args)
     assert verbose.status == 2 and tf_start_up_lines(verbose.err), verbose.err[-3000:]
     assert len(verbose.err.splitlines()) > len(quiet.err.splitlines())

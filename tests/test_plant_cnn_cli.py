@@ -120,7 +120,7 @@ def _bad_case(tmp_path, case):
         return ["export", "--run-dir", str(good)], "not a training run"
     if case == "predict with no model":
         return ["predict", "--model", str(tmp_path / "nothing"), str(good / "a" / "0.jpg")], \
-            "is not a SavedModel"
+            "is not a run directory, a SavedModel"
     if case == "unknown setting in config":
         (tmp_path / "c.json").write_text('{"learning_rat": 0.1}')
         return ["train", "--data-dir", str(good), "--config", str(tmp_path / "c.json"), *common], \

@@ -34,6 +34,8 @@ class Data:
         info: counts and anything else worth recording in `run.json`.
         augmentation: the training augmentation (a layer taking a batch of inputs), for the
             run report's preview; None when there is none.
+        calibration: a batched dataset of (model inputs, labels) from the training split
+            without augmentation, which calibrates int8 exports; None: `train` is used.
         adapt: raw training inputs (a `tf.data.Dataset`, unaugmented, unbatched) for layers
             that learn from the data before training, e.g. `TextVectorization.adapt`; None
             when the model needs none.
@@ -49,6 +51,7 @@ class Data:
     augmentation: typing.Any = None
     train_batches: typing.Callable = None
     test: typing.Any = None
+    calibration: typing.Any = None
 
 
 def no_backbone(model):
@@ -69,8 +72,9 @@ class Project:
             the `Data` (its `class_names`, and `adapt` for vocabularies).
         preprocess: `(config) -> fn`, where `fn(1-D tf.string) -> model inputs`: the
             in-graph pre-processing shared by `predict` and the exported SavedModel.
-        read_inputs: `(list of CLI inputs) -> list of raw values` for `preprocess` (e.g. file
-            paths -> encoded bytes).
+        read_inputs: `(list of CLI inputs, max_pixels=...) -> list of raw values` for
+            `preprocess` (e.g. file paths -> encoded bytes); `max_pixels` is predict's
+            `--max-image-pixels`, which only image projects use.
         synthetic_inputs: `(config) -> list of raw values` used to verify an export when the
             recorded examples are no longer on disk.
         backbone: `(model) -> keras layer or None`: the pretrained part of a model that
@@ -83,6 +87,10 @@ class Project:
         task: what the model outputs, and so how the CLI compiles, reports, exports and
             prints predictions (a `tf_finetune.tasks.Task`); `ClassificationTask()` by
             default.
+        tensor_model: `(model, config) -> tf_finetune.serving.tensor_model.TensorModel`: the
+            model as tensors in, probabilities out, with its documented pre-processing, for
+            the LiteRT and ONNX exports; None when the model cannot be split so (those
+            formats are then refused).
     """
 
     name: str
@@ -96,6 +104,7 @@ class Project:
     backbone: typing.Callable = no_backbone
     blocks: typing.Callable = None
     task: Task = dataclasses.field(default_factory=ClassificationTask)
+    tensor_model: typing.Callable = None
 
     def import_model_code(self):
         """Imports the module of a `lazy` model factory, which registers the project's custom

@@ -4,6 +4,7 @@ import logging
 import os
 
 from tf_finetune.data import image_folder
+from tf_finetune.data import image_header
 from tf_finetune.data import locate
 from tf_finetune.errors import UserError
 from tf_finetune.project import Data
@@ -21,7 +22,8 @@ def load_data(config, data_dir=None):
     if isinstance(source, locate.TfdsSource):
         return _load_tfds(config, source.name)
 
-    folder = image_folder.scan(source, max_per_class=config.max_examples_per_class, seed=config.seed)
+    folder = image_folder.scan(source, max_per_class=config.max_examples_per_class, seed=config.seed,
+                               max_pixels=config.max_image_pixels)
     rest, test = (image_folder.hold_out(folder, config.test_split, config.seed) if config.test_split
                   else (folder, None))
     train, val = image_folder.split(rest, config.validation_split, config.seed)
@@ -42,8 +44,10 @@ def load_data(config, data_dir=None):
     batches = image_folder.training_batches(train.files, train.labels, image_size=size, augmentation=augmentation)
     test_ds = test and image_folder.make_dataset(test.files, test.labels, image_size=size,
                                                  batch_size=config.batch_size)
+    calibration = image_folder.make_dataset(train.files, train.labels, image_size=size,
+                                            batch_size=config.batch_size, shuffle=True, seed=config.seed, cache=False)
     return Data(train_ds, val_ds, folder.class_names, source, pick_examples(val.files, val.labels, NUM_EXAMPLES),
-                info, augmentation=augmentation, train_batches=batches, test=test_ds)
+                info, augmentation=augmentation, train_batches=batches, test=test_ds, calibration=calibration)
 
 
 def make_augmentation(config):
@@ -85,11 +89,15 @@ def _load_tfds(config, name):
                 {"tfds": name}, augmentation=augmentation, train_batches=batches)
 
 
-def read_inputs(paths):
-    """Image paths -> encoded bytes; missing or undecodable files are one clear error."""
+def read_inputs(paths, max_pixels=image_header.DEFAULT_MAX_PIXELS):
+    """Image paths -> encoded bytes; a missing file, an image whose header declares more than
+    `max_pixels` pixels (0 = no limit; checked before anything is decoded) or an undecodable
+    file is one clear error."""
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
         raise UserError(f"INPUT {missing[0]} is not a file: pass paths of image files.")
+    for p in paths:
+        image_header.check_file(p, max_pixels, name=f"INPUT {p}")
     bad = image_folder.find_unreadable(list(paths))
     if bad:
         raise UserError(f"INPUT {bad[0]} is not a readable image: pass JPEG, PNG, BMP or GIF files.")
@@ -110,14 +118,20 @@ def synthetic_inputs(config, n=4):
 
 
 def preprocess(config):
-    """In-graph pre-processing: 1-D tf.string of encoded images -> float32 [B, H, W, 3]."""
+    """In-graph pre-processing: 1-D tf.string of encoded images -> float32 [B, H, W, 3].
+
+    An image whose header declares more than `config.max_image_pixels` pixels fails with an
+    `InvalidArgumentError` before it is decoded (0 = no check): the exported SavedModel
+    refuses decompression bombs by itself.
+    """
     import tensorflow as tf
 
     size = config.resolved_image_size()
+    max_pixels = config.max_image_pixels
 
     def fn(encoded):
         images = tf.map_fn(
-            lambda s: image_folder.decode_image(s, (size, size)),
+            lambda s: image_folder.decode_image(s, (size, size), max_pixels=max_pixels),
             encoded,
             fn_output_signature=tf.TensorSpec((size, size, 3), tf.uint8),
         )

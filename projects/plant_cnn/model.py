@@ -72,3 +72,12 @@ def seed_cnn(size, num_classes):
     x = keras.layers.Dense(512, activation="relu")(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name="seed_cnn")
+
+
+def tensor_model(model, config):
+    """The model for LiteRT and ONNX: it takes pixels already (the decoding is outside it)."""
+    from tf_finetune.serving import tensor_model as tensors
+
+    size = config.resolved_image_size()
+    return tensors.same_inputs(model, {"kind": "image", "size": [size, size], "channels": 3,
+                                       "resize": "bilinear", "dtype": "float32"})

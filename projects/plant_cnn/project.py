@@ -17,4 +17,5 @@ PROJECT = Project(
     synthetic_inputs=lazy("projects.plant_cnn.data:synthetic_inputs"),
     backbone=lazy("projects.plant_cnn.model:pretrained_backbone"),
     blocks=lazy("projects.plant_cnn.model:pretrained_blocks"),
+    tensor_model=lazy("projects.plant_cnn.model:tensor_model"),
 )

@@ -120,3 +120,39 @@ def encoder(model):
     It is what `--freeze` keeps frozen and the fine-tune phase unfreezes.
     """
     return model.get_layer(ENCODER)
+
+
+def tensor_model(model, config):
+    """The classifier from token ids on, for LiteRT and ONNX (which cannot hold the string
+    vectorizer): ids cut or padded to `max_length`, the vocabulary documented beside them."""
+    import numpy as np
+
+    from tf_finetune.serving.tensor_model import TensorModel
+
+    backbone = encoder(model)
+    vectorizer = backbone.get_layer("vectorizer")
+    length = config.max_length
+    ids = keras.Input(shape=(length,), dtype="int64", name="token_ids")
+    x = ids
+    for layer in backbone.layers[backbone.layers.index(vectorizer) + 1:]:
+        if not isinstance(layer, TruncateSequence):  # a no-op at a fixed max_length
+            x = layer(x)
+    for layer in model.layers[model.layers.index(backbone) + 1:]:
+        x = layer(x)
+    on_ids = keras.Model(ids, x, name=f"{model.name}_on_ids")
+
+    def to_tensors(texts):
+        tokens = np.asarray(vectorizer(texts))[:, :length]
+        return [np.pad(tokens, ((0, 0), (0, length - tokens.shape[1]))).astype("int64")]
+
+    vocabulary = vectorizer.get_vocabulary()
+    preprocessing = {
+        "kind": "text_vocabulary",
+        "standardize": "lower_strip_punctuation" if config.model == "seed" else "lower_nt_alnum",
+        "vocabulary": "vocabulary.txt",
+        "oov_id": 1,
+        "pad_id": 0,
+        "max_length": length,
+    }
+    return TensorModel(on_ids, [{"name": "token_ids", "shape": [None, length], "dtype": "int64"}], to_tensors,
+                       preprocessing, assets={"vocabulary.txt": "".join(f"{token}\n" for token in vocabulary)})

@@ -17,4 +17,5 @@ PROJECT = Project(
     read_inputs=text_data.read_inputs,
     synthetic_inputs=text_data.synthetic_inputs,
     backbone=lazy("projects.sentiment_lstm.model:encoder"),
+    tensor_model=lazy("projects.sentiment_lstm.model:tensor_model"),
 )

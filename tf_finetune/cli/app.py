@@ -5,8 +5,9 @@ python -m projects.<name> train    [--data-dir DIR] [--output-dir RUN] [--epochs
                                    [--config FILE] [--export-dir DIR] [--smoke] [settings...]
 python -m projects.<name> lr-find  [--data-dir DIR] [--config FILE] [--stage N] [--steps N] [--output-dir DIR]
 python -m projects.<name> evaluate --run-dir RUN [--data-dir DIR]
-python -m projects.<name> export   --run-dir RUN [--export-dir DIR]
-python -m projects.<name> predict  --model RUN_OR_SAVEDMODEL INPUT...
+python -m projects.<name> export   --run-dir RUN [--export-dir DIR] [--format saved_model litert onnx]
+                                   [--quantize none float16 dynamic int8] [--data-dir DIR]
+python -m projects.<name> predict  --model RUN_SAVEDMODEL_TFLITE_OR_ONNX INPUT...
 ```
 
 Problems a user can fix print one `error: ...` line and exit with status 2. Nothing here
@@ -53,6 +54,7 @@ def build_parser(project):
     train.add_argument("--config", help="JSON or TOML file of settings (keys as below, with underscores).")
     train.add_argument("--export-dir", help=f"Also export a new numbered SavedModel version here (e.g. saved_models/{project.name}).")
     train.add_argument("--smoke", action="store_true", help="Shrink the run to seconds: a few examples per class, one or a few epochs per phase.")
+    _add_export_flags(train)
     config_lib.add_config_flags(train, project.config_class)
 
     lr_find = subparsers.add_parser(
@@ -73,16 +75,45 @@ def build_parser(project):
     evaluate.add_argument("--run-dir", required=True, help="A run directory written by train.")
     evaluate.add_argument("--data-dir", help="Evaluate on the validation split of this data instead of the run's.")
 
-    export = subparsers.add_parser("export", parents=[common], help="Export a run's best model as a SavedModel that serves raw inputs.")
+    export = subparsers.add_parser(
+        "export", parents=[common],
+        help="Export a run's best model into a new numbered version folder: a SavedModel that serves raw "
+             "inputs, and LiteRT and ONNX files, each verified against Keras on the validation set.")
     export.add_argument("--run-dir", required=True, help="A run directory written by train.")
     export.add_argument("--export-dir", default=os.path.join("saved_models", project.name),
                         help="Folder of numbered versions (default: %(default)s).")
+    export.add_argument("--data-dir", help="The run's data, if it moved (LiteRT and ONNX are checked on its "
+                                           "validation split, int8 calibrated on its training split).")
+    _add_export_flags(export)
 
-    predict = subparsers.add_parser("predict", parents=[common], help="Predict (classify, translate) with a run or an exported SavedModel.")
-    predict.add_argument("--model", required=True, help="A run directory, a SavedModel, or a folder of SavedModel versions (latest used).")
+    predict = subparsers.add_parser("predict", parents=[common], help="Predict (classify, translate) with a run or an exported model.")
+    predict.add_argument("--model", required=True,
+                         help="A run directory, a SavedModel, a folder of versions (latest used), an export version "
+                              "folder, or a .tflite or .onnx file in one.")
     predict.add_argument("--json", action="store_true", help="Print one JSON object per input.")
+    predict.add_argument("--max-image-pixels", type=int, default=None,
+                         help="Image inputs: refuse an image whose header declares more pixels than this, before "
+                              "decoding (default 40000000; 0 = no limit).")
     predict.add_argument("inputs", nargs="+", metavar="INPUT", help="Inputs: image files, or texts (@FILE: one text per line).")
     return parser
+
+
+def _add_export_flags(parser):
+    parser.add_argument("--format", nargs="+", default=["saved_model"], metavar="FORMAT",
+                        choices=["saved_model", "litert", "onnx"],
+                        help="Formats to export, several allowed: saved_model (raw inputs, TF Serving), litert, "
+                             "onnx (default: %(default)s).")
+    parser.add_argument("--quantize", nargs="+", default=["none"], metavar="Q",
+                        choices=["none", "float16", "dynamic", "int8"],
+                        help="LiteRT variants, several allowed: none (float32), float16, dynamic (int8 weights), "
+                             "int8 (full integer, calibrated) (default: %(default)s).")
+    parser.add_argument("--calibration-examples", type=int, default=300,
+                        help="Training examples that calibrate int8 (default: %(default)s).")
+    parser.add_argument("--int8-io", action="store_true",
+                        help="int8 inputs and outputs for --quantize int8 (default: float in and out).")
+    parser.add_argument("--max-accuracy-drop", type=float, default=1.0,
+                        help="Refuse a quantized LiteRT file whose validation accuracy is more than this many "
+                             "points below the Keras model's (default: %(default)s).")
 
 
 class _StderrHandler(logging.StreamHandler):

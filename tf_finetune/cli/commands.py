@@ -34,6 +34,7 @@ def train(project, args):
         logger.info("Resuming the run in %s.", run.path)
     if args.export_dir:
         files.check_writable_folder(args.export_dir, "--export-dir", "the versions")
+        export_request(args).check()
     load_tensorflow(args.verbose)
     from tf_finetune.training import Trainer
 
@@ -89,7 +90,7 @@ def _train(project, args, config, trainer):
     print(f"Run directory: {run.path}")
     if args.export_dir:
         export_dir = args.export_dir if trainer.is_chief else os.path.join(run.path, "exports")
-        path = _export(project, run, best, config, export_dir)
+        path = _export(project, run, best, config, export_dir, request=export_request(args), data=data)
         print(f"Exported: {path}")
 
 
@@ -179,14 +180,27 @@ def evaluate(project, args):
     print(f"Written: {os.path.join(out_dir, 'metrics.json')}")
 
 
+def export_request(args):
+    """The `serving.exporter.ExportRequest` of the export flags."""
+    from tf_finetune.serving.exporter import ExportRequest
+
+    return ExportRequest(formats=tuple(dict.fromkeys(args.format)), quantize=tuple(dict.fromkeys(args.quantize)),
+                         calibration_examples=args.calibration_examples, int8_io=args.int8_io,
+                         max_accuracy_drop=args.max_accuracy_drop)
+
+
 def export(project, args):
+    request = export_request(args)
+    request.check()
+    files.check_writable_folder(args.export_dir, "--export-dir", "the versions")
     load_tensorflow(args.verbose)
     config, record, model = _load_run(project, args.run_dir)
-    path = _export(project, RunDir(args.run_dir), model, config, args.export_dir, record)
+    path = _export(project, RunDir(args.run_dir), model, config, args.export_dir, record, request=request,
+                   data_dir=args.data_dir)
     print(f"Exported: {path}")
 
 
-def _export(project, run, model, config, export_dir, record=None):
+def _export(project, run, model, config, export_dir, record=None, *, request=None, data=None, data_dir=None):
     from tf_finetune.models import lora
 
     record = record or run.read_record()
@@ -198,8 +212,23 @@ def _export(project, run, model, config, export_dir, record=None):
     if not examples:
         logger.info("The run's example inputs are gone; verifying the export on synthetic inputs.")
         examples = project.synthetic_inputs(config)
-    return project.task.export(model, preprocess=project.preprocess(config), record=record,
-                               export_dir=export_dir, examples=examples)
+    if request is None or request.formats == ("saved_model",):
+        return project.task.export(model, preprocess=project.preprocess(config), record=record,
+                                   export_dir=export_dir, examples=examples)
+    from tf_finetune.serving import exporter
+
+    if project.tensor_model is None:
+        raise UserError(f"--format {' '.join(request.tensor_formats)}: {project.name} exports only a SavedModel "
+                        "(its model cannot be split into tensors in, probabilities out): use --format saved_model.")
+    if data is None:
+        logger.info("Loading the run's data: LiteRT and ONNX files are checked on its validation split.")
+        data = project.load_data(config, data_dir or record["data_dir"])
+        if list(data.class_names) != record["class_names"]:
+            raise UserError(f"--data-dir classes {list(data.class_names)} differ from the run's "
+                            f"{record['class_names']}: pass the data the run was trained on.")
+    path, _ = exporter.export(model, project=project, config=config, record=record, export_dir=export_dir,
+                              request=request, examples=examples, data=data)
+    return path
 
 
 def predict(project, args):
@@ -207,24 +236,45 @@ def predict(project, args):
     import tensorflow as tf
 
     from tf_finetune.serving import saved_model
+    from tf_finetune.serving import versions
 
-    raw = project.read_inputs(args.inputs)
-    path = saved_model.find_saved_model(args.model)
-    if path:
-        outputs = saved_model.serve_saved_model(path, raw)
+    limit = {} if args.max_image_pixels is None else {"max_pixels": args.max_image_pixels}
+    if limit and args.max_image_pixels < 0:
+        raise UserError(f"--max-image-pixels must be 0 (no limit) or more. Received: {args.max_image_pixels}")
+    raw = project.read_inputs(args.inputs, **limit)
+    found = versions.find_export(args.model)
+    if found and found[0] == "saved_model":
+        outputs = saved_model.serve_saved_model(found[1], raw)
+    elif found:
+        outputs = _predict_tensors(found[1], raw)
     elif RunDir(args.model).exists():
         config, record, model = _load_run(project, args.model, flag="--model")
         serve = project.task.serving_fn(model, project.preprocess(config), record)
         outputs = {k: v.numpy() for k, v in serve(tf.constant(list(raw))).items()}
     else:
         raise UserError(
-            f"--model {os.path.abspath(args.model)} is not a SavedModel, a folder of numbered "
-            "SavedModel versions, or a run directory: pass one of these."
+            f"--model {os.path.abspath(args.model)} is not a run directory, a SavedModel, an export "
+            "version folder, a folder of numbered versions, or a .tflite or .onnx file: pass one of these."
         )
     # An input may stand for several (e.g. @FILE of texts); then name each by its value.
     names = list(args.inputs) if len(raw) == len(args.inputs) else [str(r) for r in raw]
     for line in project.task.format_predictions(names, outputs, as_json=args.json):
         print(line)
+
+
+def _predict_tensors(path, raw):
+    """Predictions of a LiteRT or ONNX export through its own client (pre-processing from
+    preprocessing.json, as any client of the export folder does it)."""
+    import numpy as np
+
+    from tf_finetune.serving import client
+
+    try:
+        predictions = client.Client(path).predict(raw)
+    except (FileNotFoundError, ValueError) as e:
+        raise UserError(f"--model {os.path.abspath(path)}: {e}") from None
+    return {"labels": np.array([label for label, _, _ in predictions]),
+            "probabilities": np.stack([probs for _, _, probs in predictions])}
 
 
 COMMANDS = {"train": train, "lr-find": lr_find, "evaluate": evaluate, "export": export, "predict": predict}

@@ -8,6 +8,7 @@ process's stderr pointed at a temporary file; what was caught is shown only if t
 fails. `--verbose`, or a `TF_CPP_MIN_LOG_LEVEL=0` of the user's, shows everything instead.
 """
 
+import contextlib
 import os
 import sys
 import tempfile
@@ -29,13 +30,24 @@ def load_tensorflow(verbose=False):
         return
     # Errors only, for the rest of the run (CUDA probing on CPU machines logs at ERROR).
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with quiet_native_output():
+        import keras  # noqa: F401
+        import tensorflow  # noqa: F401
+
+
+@contextlib.contextmanager
+def quiet_native_output():
+    """Catches what C++ code writes to stderr (file descriptor 2) inside the block, e.g. the
+    LiteRT converter's notes; it is shown only if the block raises, or when logs are wanted."""
+    if wants_tensorflow_logs():
+        yield
+        return
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as caught:
         os.dup2(caught.fileno(), 2)
         try:
-            import keras  # noqa: F401
-            import tensorflow  # noqa: F401
+            yield
         except BaseException:
             os.dup2(saved, 2)
             caught.seek(0)

@@ -1,7 +1,11 @@
-"""Serving: exports that take raw inputs, verified against Keras before they are published.
+"""Serving: exports verified against Keras before they are published.
 
-- `saved_model`: TF Serving layout (`EXPORT_DIR/<version>/`), written to a temporary folder,
-  reloaded and compared with the Keras model, then renamed.
+- `saved_model`: TF Serving's raw-input SavedModel (`EXPORT_DIR/<version>/`).
+- `exporter`: several formats into one version folder (SavedModel, LiteRT, ONNX), each checked
+  on the validation set; `export.json` and the model card (`model_card`).
+- `litert`, `onnx`: the conversions; `tensor_model`: the model as tensors in, probabilities out.
+- `client`: the standalone client copied into export folders (numpy + the runtime only).
+- `versions`: numbered versions, reserved and published atomically.
 """
 
 from tf_finetune._lazy import exports
@@ -13,4 +17,10 @@ __getattr__, __dir__, __all__ = exports(__name__, {
     "load_saved_model": "saved_model",
     "find_saved_model": "saved_model",
     "serve_saved_model": "saved_model",
+    "export": "exporter",
+    "ExportRequest": "exporter",
+    "TensorModel": "tensor_model",
+    "Client": "client",
+    "load_runner": "client",
+    "find_export": "versions",
 })

@@ -19,8 +19,6 @@ any other serving function (e.g. translation's, which returns strings).
 
 import logging
 import os
-import shutil
-import tempfile
 
 import numpy as np
 
@@ -29,14 +27,6 @@ from tf_finetune import files
 logger = logging.getLogger(__name__)
 
 SIGNATURE = "serving_default"
-
-
-def next_version(export_dir):
-    """1 + the highest numbered version under `export_dir` (1 when there is none)."""
-    if not os.path.isdir(export_dir):
-        return 1
-    versions = [int(n) for n in os.listdir(export_dir) if n.isdigit()]
-    return max(versions, default=0) + 1
 
 
 def check_export_dir(export_dir):
@@ -79,10 +69,11 @@ def classifier_serving(model, preprocess, class_names):
 def export_serving(model, serve, *, export_dir, verify, assets=None):
     """Exports `serve` as the `serving_default` of a new numbered SavedModel version.
 
-    The shared path of every export: write to a temporary folder beside the versions, add
-    the text `assets` ({file name: text}), run `verify(temp_path)` (which raises when the
-    reloaded SavedModel disagrees with Keras, and returns the max difference it measured),
-    and only then rename the folder to its version number.
+    The shared path of every SavedModel-only export: write into a reserved temporary folder
+    beside the versions (`tf_finetune.serving.versions`), add the text `assets` ({file name:
+    text}), run `verify(temp_path)` (which raises when the reloaded SavedModel disagrees with
+    Keras, and returns the max difference it measured), and only then rename the folder to
+    its version number.
 
     Args:
         model: the Keras model `serve` calls (its variables are saved).
@@ -91,34 +82,33 @@ def export_serving(model, serve, *, export_dir, verify, assets=None):
         verify: `(path) -> float`, called on the written, not yet renamed, SavedModel.
         assets: text files to write under `assets/`.
     """
+    from tf_finetune.serving import versions
+
+    with versions.published(export_dir) as (version, tmp, final):
+        write_saved_model(model, serve, tmp, assets)
+        diff = verify(tmp)
+    logger.info("Exported version %d to %s (max |SavedModel - Keras| = %.2e).", version, final, diff)
+    return final
+
+
+def write_saved_model(model, serve, path, assets=None):
+    """Writes `serve` (1-D `tf.string` -> dict of tensors) as the `serving_default` of a
+    SavedModel in the existing, empty folder `path`, with text `assets` under `assets/`."""
     import keras
     import tensorflow as tf
 
-    export_dir = check_export_dir(export_dir)
-    os.makedirs(export_dir, exist_ok=True)
-    version = next_version(export_dir)
-    tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=export_dir)
-    try:
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        archive.add_endpoint(
-            name=SIGNATURE, fn=serve, input_signature=[tf.TensorSpec([None], tf.string)]
-        )
-        # ExportArchive wants to create the folder itself.
-        os.rmdir(tmp)
-        archive.write_out(tmp, verbose=False)
-        os.makedirs(os.path.join(tmp, "assets"), exist_ok=True)
-        for name, text in (assets or {}).items():
-            with open(os.path.join(tmp, "assets", name), "w", encoding="utf-8") as f:
-                f.write(text)
-        diff = verify(tmp)
-        final = os.path.join(export_dir, str(version))
-        os.rename(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    logger.info("Exported version %d to %s (max |SavedModel - Keras| = %.2e).", version, final, diff)
-    return final
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(name=SIGNATURE, fn=serve, input_signature=[tf.TensorSpec([None], tf.string)])
+    staging = os.path.join(path, ".saved_model")  # ExportArchive wants to create its folder
+    archive.write_out(staging, verbose=False)
+    for name in os.listdir(staging):
+        os.rename(os.path.join(staging, name), os.path.join(path, name))
+    os.rmdir(staging)
+    os.makedirs(os.path.join(path, "assets"), exist_ok=True)
+    for name, text in (assets or {}).items():
+        with open(os.path.join(path, "assets", name), "w", encoding="utf-8") as f:
+            f.write(text)
 
 
 def verify(path, model, preprocess, examples, tolerance):

@@ -4,7 +4,6 @@ Images or texts in, probabilities out: accuracy and F1 reports, SavedModels that
 `probabilities` and `labels`. Three of the four projects use it.
 """
 
-import json
 import os
 
 
@@ -62,14 +61,10 @@ class ClassificationTask:
                                         export_dir=export_dir, examples=examples)
 
     def format_predictions(self, names, outputs, as_json=False):
-        """One line per input: `label<TAB>probability<TAB>input`, or a JSON object."""
-        lines = []
-        for name, probs, label in zip(names, outputs["probabilities"], outputs["labels"]):
-            label = label.decode("utf-8") if isinstance(label, bytes) else str(label)
-            p = float(max(probs))
-            if as_json:
-                lines.append(json.dumps({"input": name, "label": label, "probability": round(p, 6),
-                                         "probabilities": [round(float(x), 6) for x in probs]}))
-            else:
-                lines.append(f"{label}\t{p:.4f}\t{name}")
-        return lines
+        """One line per input: `label<TAB>probability<TAB>input`, or a JSON object (as the
+        export folders' standalone client.py prints them)."""
+        from tf_finetune.serving import client
+
+        labels = [label.decode("utf-8") if isinstance(label, bytes) else str(label) for label in outputs["labels"]]
+        predictions = [(label, float(max(probs)), probs) for label, probs in zip(labels, outputs["probabilities"])]
+        return client.format_predictions(names, predictions, as_json=as_json)
