@@ -111,3 +111,45 @@ def pretrained_blocks(model):
     blocks = [[layer] for layer in model.layers if layer.name.startswith("transformer_layer_")]
     pooler = [[layer] for layer in model.layers if layer.name == "pooled_dense"]
     return bottom + blocks + pooler
+
+
+def tensor_model(model, config):
+    """The classifier from WordPiece ids on, for LiteRT and ONNX (which cannot hold the
+    tensorflow-text tokenizer): `token_ids` and `padding_mask`, padded to `max_length`, the
+    vocabulary and tokenizer settings documented beside them."""
+    import numpy as np
+
+    from tf_finetune.serving.tensor_model import TensorModel
+
+    tokenize = model.get_layer("tokenize")
+    tokenizer = tokenize.tokenizer
+    length = config.max_length
+    # Keras cuts the graph at the tokenizer's outputs, which become the new model's inputs. A
+    # loaded model keeps them as the list `keras.tree.flatten` makes of the tokenizer's dict.
+    outputs = tokenize.output
+    order = keras.tree.flatten({"token_ids": "token_ids", "padding_mask": "padding_mask"})
+    on_ids = keras.Model(keras.tree.flatten(outputs), model.output)
+    inputs = {name: keras.Input(shape=(length,), dtype="int32", name=name) for name in ("token_ids", "padding_mask")}
+    wrapped = keras.Model([inputs["token_ids"], inputs["padding_mask"]], on_ids([inputs[name] for name in order]),
+                          name=f"{model.name}_on_ids")
+
+    def to_tensors(texts):
+        tokens = tokenize(texts)
+        pad = length - int(tokens["token_ids"].shape[1])
+        ids = np.pad(np.asarray(tokens["token_ids"]), ((0, 0), (0, pad)), constant_values=tokenizer.pad_token_id)
+        mask = np.pad(np.asarray(tokens["padding_mask"]), ((0, 0), (0, pad)))
+        return [ids.astype("int32"), mask.astype("int32")]
+
+    preprocessing = {
+        "kind": "wordpiece",
+        "vocabulary": "vocabulary.txt",
+        "lowercase": bool(tokenizer.lowercase),
+        "strip_accents": bool(tokenizer.strip_accents),
+        "max_length": length,
+        "cls": tokenizer.cls_token, "sep": tokenizer.sep_token, "pad": tokenizer.pad_token,
+        "unk": tokenizer.unk_token if hasattr(tokenizer, "unk_token") else "[UNK]",
+    }
+    inputs = [{"name": "token_ids", "shape": [None, length], "dtype": "int32"},
+              {"name": "padding_mask", "shape": [None, length], "dtype": "int32"}]
+    vocabulary = "".join(f"{token}\n" for token in tokenizer.get_vocabulary())
+    return TensorModel(wrapped, inputs, to_tensors, preprocessing, assets={"vocabulary.txt": vocabulary})

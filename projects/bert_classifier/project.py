@@ -21,4 +21,5 @@ PROJECT = Project(
     read_inputs=text_data.read_inputs,
     synthetic_inputs=text_data.synthetic_inputs,
     blocks=lazy("projects.bert_classifier.model:pretrained_blocks"),
+    tensor_model=lazy("projects.bert_classifier.model:tensor_model"),
 )
