@@ -6,8 +6,9 @@ process, each artifact's speed measured alternately with the others:
 
 - `latency`: one example per call (batch 1, 2 threads), the median over `--rounds` rounds in
   which every format runs once in turn, after a warm-up call each;
-- `examples/s`: the whole validation set, batch 32 where the file takes any batch (LiteRT
-  files fixed at batch 1 run one by one), the best of two alternating passes.
+- `examples/s`: the first `--speed-examples` validation examples (512), batch 32 where the
+  file takes any batch (LiteRT files fixed at batch 1 run one by one), the best of two
+  alternating passes.
 
 The SavedModel is timed twice: on raw inputs through its `serving_default` (decoding or
 tokenizing included, as TF Serving runs it) and on the tensors the other formats take
@@ -19,7 +20,7 @@ accuracy, its file <= 30% of the float LiteRT file, batch-1 latency >= 1.5x fast
 SavedModel's; sentiment_lstm and bert_classifier dynamic-range LiteRT within 0.5 point of float;
 ONNX float parity <= 1e-4 on every validation example for plant_cnn and sentiment_lstm.
 
-    python benchmarks/export_formats.py RUN_DIR... [--rounds 50] [--out DIR] [--no-write]
+    python benchmarks/export_formats.py RUN_DIR... [--rounds 50] [--speed-examples 512] [--out DIR] [--no-write]
 """
 
 import argparse
@@ -60,7 +61,7 @@ def export(run_dir, out):
     return project, os.path.join(export_dir, "1"), time.time() - start
 
 
-def measure(project_name, run_dir, folder, rounds):
+def measure(project_name, run_dir, folder, rounds, speed_examples):
     """{artifact: {"latency_ms", "per_second"}}, all timed in this process, alternating."""
     import importlib
 
@@ -76,8 +77,13 @@ def measure(project_name, run_dir, folder, rounds):
     config, record, model = load_run(run_dir, project.name, project.config_class)
     data = project.load_data(config, record["data_dir"])
     tensor_model = project.tensor_model(model, config)
-    inputs = [x for x, _ in data.val]
-    tensors = [np.concatenate(t) for t in zip(*[tensor_model.to_tensors(x) for x in inputs])]
+    inputs, count = [], 0
+    for x, _ in data.val:
+        inputs.append(x)
+        count += len(x)
+        if count >= speed_examples:
+            break
+    tensors = [np.concatenate(t)[:speed_examples] for t in zip(*[tensor_model.to_tensors(x) for x in inputs])]
     raw = project.read_inputs(record["examples"])[:1]
     n = len(tensors[0])
 
@@ -141,6 +147,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
     parser.add_argument("--rounds", type=int, default=50)
+    parser.add_argument("--speed-examples", type=int, default=512)
     parser.add_argument("--out", default=None, help="Export folders go here (default: a temporary folder).")
     runs.add_no_write(parser)
     args = parser.parse_args()
@@ -149,7 +156,7 @@ def main():
     results = {}
     for run_dir in args.runs:
         project, folder, _ = export(os.path.abspath(run_dir), out)
-        results[project] = measure(project, os.path.abspath(run_dir), folder, args.rounds)
+        results[project] = measure(project, os.path.abspath(run_dir), folder, args.rounds, args.speed_examples)
     text = table(results)
     print()
     print(text)
