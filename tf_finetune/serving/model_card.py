@@ -20,7 +20,8 @@ def render(info, spec):
     lines = [
         f"# {info['project']} export, version {info['version']}",
         "",
-        f"Created {info['created']} by `python -m projects.{info['project']} export`.",
+        f"Exported {info['created']} from a `{info['project']}` run (`python -m projects.{info['project']} "
+        "export`, or `train --export-dir`).",
         "",
         "## Data and classes",
         "",
@@ -61,6 +62,7 @@ def render(info, spec):
         p = spec["preprocessing"]
         described = INPUT_KINDS.get(p["kind"], p["kind"]).format(**p)
         inputs = ", ".join(f"`{i['name']}` {i['dtype']} {_shape(i['shape'])}" for i in spec["inputs"])
+        keywords = ", ".join(f"{i['name']}={i['name']}" for i in spec["inputs"])
         lines += [
             "", "## LiteRT and ONNX (tensors in)", "",
             f"These files take tensors, not raw inputs: {inputs}. Pre-processing: {described}. "
@@ -74,11 +76,12 @@ def render(info, spec):
             "```python",
             "from ai_edge_litert.interpreter import Interpreter",
             "runner = Interpreter(\"model.tflite\", num_threads=2).get_signature_runner()",
-            "probabilities = list(runner(args_0=tensors).values())[0]",
+            f"probabilities = list(runner({keywords}).values())[0]",
             "",
             "import onnxruntime",
             "session = onnxruntime.InferenceSession(\"model.onnx\", providers=[\"CPUExecutionProvider\"])",
-            "probabilities = session.run(None, {session.get_inputs()[0].name: tensors})[0]",
+            "probabilities = session.run(None, {" + ", ".join(f'\"{i["name"]}\": {i["name"]}' for i in spec["inputs"])
+            + "})[0]",
             "```",
         ]
         if any(e.get("batch") == 1 for e in info["formats"].values()):
