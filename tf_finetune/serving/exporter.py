@@ -15,7 +15,11 @@ then renamed. The checks, on the run's validation set:
 
 - SavedModel: reloaded and compared with Keras on raw inputs (<= 1e-5), as before;
 - LiteRT float and ONNX: every validation example within `tolerance` (1e-4) of Keras;
-- LiteRT float16: within 1e-2;
+- LiteRT float16: a mean |difference| within 1e-3, and the accuracy gate below. Not a bound on
+  the largest difference: rounding the weights to float16 moves an example that is a near-tie
+  between two classes by a few hundredths (PlantVillage's MobileNetV2: up to 0.045 over 498
+  images, 0.010 for Keras itself with float16-rounded weights, while the median example moves
+  by 2e-6);
 - LiteRT dynamic-range and int8: accuracy and agreement with the Keras model; an accuracy
   more than `max_accuracy_drop` points below the Keras model's refuses the whole export.
 """
@@ -36,7 +40,7 @@ from tf_finetune.errors import UserError
 logger = logging.getLogger(__name__)
 
 FORMATS = ("saved_model", "litert", "onnx")
-FLOAT16_TOLERANCE = 1e-2
+FLOAT16_MEAN_TOLERANCE = 1e-3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,8 +269,8 @@ def _litert(folder, tensor_model, quantize, validation, data, request):
     if quantize == "int8":
         entry["calibration_examples"] = request.calibration_examples
         entry["int8_io"] = request.int8_io
-    _check(entry, path, validation, request,
-           tolerance={"none": request.tolerance, "float16": FLOAT16_TOLERANCE}.get(quantize))
+    _check(entry, path, validation, request, tolerance=request.tolerance if quantize == "none" else None,
+           mean_tolerance=FLOAT16_MEAN_TOLERANCE if quantize == "float16" else None)
     return name, entry
 
 
@@ -287,15 +291,20 @@ def _onnx(folder, tensor_model, validation, request):
     return onnx.FILE, entry
 
 
-def _check(entry, path, validation, request, *, tolerance):
-    """Runs the artifact on the validation tensors; records and enforces its figures."""
+def _check(entry, path, validation, request, *, tolerance, mean_tolerance=None):
+    """Runs the artifact on the validation tensors; records and enforces its figures: a float
+    file's largest difference from Keras (`tolerance`), else its mean difference
+    (`mean_tolerance`, if given) and the accuracy gate."""
     probabilities, per_second = _run(path, validation, request)
-    diff = float(np.max(np.abs(probabilities - validation.keras)))
+    differences = np.abs(probabilities - validation.keras)
+    diff = float(np.max(differences))
+    mean_diff = float(np.mean(differences))
     keras_accuracy = validation.accuracy(validation.keras)
     accuracy = validation.accuracy(probabilities)
     entry.update({
         "verified_on": f"{len(validation.labels)} validation examples",
         "max_abs_diff": diff,
+        "mean_abs_diff": mean_diff,
         "accuracy": accuracy,
         "keras_accuracy": keras_accuracy,
         "agreement": validation.agreement(probabilities),
@@ -308,6 +317,10 @@ def _check(entry, path, validation, request, *, tolerance):
                             f"on {len(validation.labels)} validation examples (allowed {tolerance:g}); nothing "
                             "was exported.")
         return
+    if mean_tolerance is not None and not mean_diff <= mean_tolerance:
+        raise UserError(f"--format {what}: {entry['file']} differs from the Keras model by {mean_diff:.3g} on "
+                        f"average over {len(validation.labels)} validation examples (allowed {mean_tolerance:g}); "
+                        "nothing was exported.")
     drop = 100 * (keras_accuracy - accuracy)
     if drop > request.max_accuracy_drop:
         raise UserError(
@@ -319,6 +332,8 @@ def _check(entry, path, validation, request, *, tolerance):
 def _remedy(entry):
     if entry["quantize"] == "int8":
         return "try more --calibration-examples, --quantize dynamic or float16, or a larger --max-accuracy-drop"
+    if entry["quantize"] == "float16":
+        return "try --quantize none, or a larger --max-accuracy-drop"
     return "try --quantize float16, or a larger --max-accuracy-drop"
 
 
