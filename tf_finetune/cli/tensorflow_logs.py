@@ -36,9 +36,10 @@ def load_tensorflow(verbose=False):
 
 
 @contextlib.contextmanager
-def quiet_native_output():
+def quiet_native_output(show_on_error=True):
     """Catches what C++ code writes to stderr (file descriptor 2) inside the block, e.g. the
-    LiteRT converter's notes; it is shown only if the block raises, or when logs are wanted."""
+    LiteRT converter's notes; it is shown only if the block raises (and `show_on_error`), or
+    when logs are wanted."""
     if wants_tensorflow_logs():
         yield
         return
@@ -50,8 +51,9 @@ def quiet_native_output():
             yield
         except BaseException:
             os.dup2(saved, 2)
-            caught.seek(0)
-            sys.stderr.write(caught.read().decode("utf-8", "replace"))
+            if show_on_error:
+                caught.seek(0)
+                sys.stderr.write(caught.read().decode("utf-8", "replace"))
             raise
         finally:
             os.dup2(saved, 2)

@@ -67,8 +67,8 @@ def convert(tensor_model, quantize="none", *, calibration=None, int8_io=False):
     `batch` is None when the artifact takes any batch size, 1 when it had to be fixed.
     """
     settings = converter_settings(quantize, calibration=calibration, int8_io=int8_io)
-    try:
-        return _convert(tensor_model, settings, batch=None), None
+    try:  # its converter's complaints are expected when the batch must be fixed: not shown
+        return _convert(tensor_model, settings, batch=None, show_errors=False), None
     except Exception as e:  # noqa: BLE001 (the converter raises several types)
         if not _needs_fixed_batch(e):
             raise
@@ -82,12 +82,12 @@ def _needs_fixed_batch(error):
     return "static" in text or "TensorList" in text or "dynamic" in text
 
 
-def _convert(tensor_model, settings, batch):
+def _convert(tensor_model, settings, batch, show_errors=True):
     from tf_finetune.cli.tensorflow_logs import quiet_native_output
 
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.tflite")
-        with quiet_native_output():
+        with quiet_native_output(show_on_error=show_errors):
             tensor_model.model.export(path, format="litert", input_signature=tensor_model.signature(batch),
                                       verbose=False, **settings)
         with open(path, "rb") as f:
