@@ -34,8 +34,7 @@ SST2_TRAIN = 67349
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default=os.path.join(runs.DEFAULT_DATA, "weights", "all-MiniLM-L6-v2"))
-    parser.add_argument("--data-dir", default=os.path.join(runs.DEFAULT_DATA, "sst2"))
+    runs.add_bert_sst2_args(parser)
     parser.add_argument("--freeze-layers", type=int, default=None,
                         help="frozen transformer layers in rows 3-4 (default: the project's)")
     parser.add_argument("--examples", type=int, default=1024, help="training sentences per row")

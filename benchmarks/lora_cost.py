@@ -31,8 +31,7 @@ SST2_TRAIN = 67349
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default=os.path.join(runs.DEFAULT_DATA, "weights", "all-MiniLM-L6-v2"))
-    parser.add_argument("--data-dir", default=os.path.join(runs.DEFAULT_DATA, "sst2"))
+    runs.add_bert_sst2_args(parser)
     parser.add_argument("--steps", type=int, default=24, help="training steps per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rank", type=int, default=8)

@@ -90,6 +90,12 @@ def stamp():
     return {"commit": commit, "date": datetime.date.today().isoformat()}
 
 
+def add_bert_sst2_args(parser):
+    """`--preset` (the offline MiniLM-L6) and `--data-dir` (SST-2): the BERT speed scripts' data."""
+    parser.add_argument("--preset", default=os.path.join(DEFAULT_DATA, "weights", "all-MiniLM-L6-v2"))
+    parser.add_argument("--data-dir", default=os.path.join(DEFAULT_DATA, "sst2"))
+
+
 def add_no_write(parser):
     parser.add_argument("--no-write", action="store_true",
                         help="Only print the table; do not record it in benchmarks/results/.")
