@@ -71,6 +71,17 @@ class TrainConfig:
         "never used to choose a checkpoint or a setting; scored once at the end, on its own in "
         "metrics.json (0 = none).",
     )
+    folds: int = option(
+        0,
+        "k-fold cross-validation: the training data is cut into this many stratified folds (grouped "
+        "with --group-column); `train --folds K` trains one run per fold and summarises them "
+        "(0 = one ordinary train/validation split).",
+    )
+    fold: int = option(
+        0,
+        "With --folds: the fold this run validates on, 1 to folds (train --folds sets it in each "
+        "fold's run directory; 0 = the refit on all the data).",
+    )
     max_examples_per_class: int = option(
         0, "Use at most this many examples per class (0 = all); --smoke sets it small."
     )
@@ -119,6 +130,11 @@ class TrainConfig:
         "shorthand (technique = gradual_unfreezing, adaptive_unfreezing, optimizer_switch, "
         "batch_ramp). Empty: the two phases the flags above describe. See docs/training.md.",
         cli=False,
+    )
+    epoch_budget: int = option(
+        0,
+        "Stop the plan after this many epochs in all (0 = the whole plan): its first epochs exactly "
+        "as the whole plan runs them, schedules included. tune --tuner hyperband sets it per trial.",
     )
     # Callbacks.
     monitor: str = option("val_accuracy", "Metric for the best checkpoint and early stopping.")
@@ -172,6 +188,13 @@ class TrainConfig:
                 "--test-split must be in [0, 1), and with --validation-split leave some data for "
                 f"training. Received: test_split={self.test_split}, validation_split={self.validation_split}"
             )
+        if self.epoch_budget < 0:
+            raise UserError(f"--epoch-budget must be 0 (the whole plan) or more. Received: epoch_budget={self.epoch_budget}")
+        if self.folds == 1 or self.folds < 0:
+            raise UserError(f"--folds must be 0 (no cross-validation) or at least 2. Received: folds={self.folds}")
+        if not 0 <= self.fold <= self.folds:
+            raise UserError(f"--fold must be in 1..--folds (0 = all the data). Received: fold={self.fold}, "
+                            f"folds={self.folds}")
         if self.stages:
             from tf_finetune.training import stages
 
@@ -235,10 +258,11 @@ def _coerce(cls, name, value, source):
         ) from None
 
 
-def read_config_file(cls, path):
-    """Reads a JSON or TOML config file into a dict of checked field values."""
+def read_table_file(path, flag, holds):
+    """The dict in a TOML (`.toml`) or JSON file; `flag` and `holds` name it in the errors
+    ("--config", "settings")."""
     if not os.path.isfile(path):
-        raise UserError(f"--config {path} does not exist: pass a JSON or TOML file of settings.")
+        raise UserError(f"{flag} {path} does not exist: pass a JSON or TOML file of {holds}.")
     try:
         if path.endswith(".toml"):
             import tomllib
@@ -249,10 +273,15 @@ def read_config_file(cls, path):
             with open(path, encoding="utf-8") as f:
                 data = json.load(f)
     except (ValueError, UnicodeDecodeError) as e:
-        raise UserError(f"--config {path} is not valid JSON/TOML: {e}") from None
+        raise UserError(f"{flag} {path} is not valid JSON/TOML: {e}") from None
     if not isinstance(data, dict):
-        raise UserError(f"--config {path} must hold an object of settings. Received: {type(data).__name__}")
-    return check_keys(cls, data, f"--config {path}")
+        raise UserError(f"{flag} {path} must hold an object of {holds}. Received: {type(data).__name__}")
+    return data
+
+
+def read_config_file(cls, path):
+    """Reads a JSON or TOML config file into a dict of checked field values."""
+    return check_keys(cls, read_table_file(path, "--config", "settings"), f"--config {path}")
 
 
 def check_keys(cls, data, source):

@@ -6,6 +6,7 @@ import os
 from tf_finetune.data import image_folder
 from tf_finetune.data import image_header
 from tf_finetune.data import locate
+from tf_finetune.data import splits
 from tf_finetune.errors import UserError
 from tf_finetune.project import Data
 from tf_finetune.project import pick_examples
@@ -20,13 +21,16 @@ def load_data(config, data_dir=None):
     """Returns `Data` for `config`: train with augmentation, validation without."""
     source = locate.resolve_data(data_dir, config.dataset, tfds_name=TFDS_NAMES.get(config.dataset))
     if isinstance(source, locate.TfdsSource):
+        if config.folds:
+            raise UserError(f"--folds {config.folds}: cross-validation reads the images from a folder; pass "
+                            "--data-dir or set $TF_FINETUNE_DATA.")
         return _load_tfds(config, source.name)
 
     folder = image_folder.scan(source, max_per_class=config.max_examples_per_class, seed=config.seed,
                                max_pixels=config.max_image_pixels)
     rest, test = (image_folder.hold_out(folder, config.test_split, config.seed) if config.test_split
                   else (folder, None))
-    train, val = image_folder.split(rest, config.validation_split, config.seed)
+    train, val = image_folder.split_for(rest, config)
     size = (config.resolved_image_size(),) * 2
     augmentation = make_augmentation(config)
     train_ds = image_folder.make_dataset(
@@ -37,6 +41,7 @@ def load_data(config, data_dir=None):
     info = {
         "train_examples": len(train),
         "validation_examples": len(val),
+        "split": splits.describe(config),
         **({"test_examples": len(test)} if test else {}),
         "class_counts": dict(zip(folder.class_names, folder.class_counts())),
         "skipped": folder.skipped,

@@ -86,6 +86,9 @@ class TranslationConfig(TrainConfig):
                 "--max-target-length must be at least 2 (a character and the end mark). "
                 f"Received: max_target_length={self.max_target_length}"
             )
+        if self.folds:
+            raise UserError(f"--folds {self.folds}: translation is scored by BLEU on its own test split and "
+                            "has no classes to stratify folds by: train it without --folds.")
         if self.max_pairs < 0:
             raise UserError(f"--max-pairs must be >= 0. Received: max_pairs={self.max_pairs}")
         if not 0.0 < self.test_split < 1.0 or self.validation_split + self.test_split >= 1.0:

@@ -216,6 +216,13 @@ def split(folder, validation_split, seed):
     return _subset(folder, train), _subset(folder, val)
 
 
+def split_for(folder, config):
+    """`(train, validation)` `ImageFolder`s as `config` asks: a validation split, or a fold of
+    a cross-validation (`splits.train_validation`)."""
+    train, val = splits.train_validation(folder.files, folder.labels, config)
+    return _subset(folder, train), _subset(folder, val)
+
+
 def hold_out(folder, test_split, seed):
     """`(rest, test)` `ImageFolder`s: a seeded stratified test set that training never sees
     (`splits.hold_out`); split `rest` into training and validation as usual."""

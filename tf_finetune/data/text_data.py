@@ -55,6 +55,12 @@ class TextDataConfig(TrainConfig):
         "Class names in label order, for integer labels (default for sst2: negative positive; "
         "string labels name themselves).",
     )
+    group_column: str = option(
+        "auto",
+        "Column whose values group the rows: every group stays on one side of every split "
+        "(validation, test, folds). auto: the table's `movie` column if it has one (IMDB: "
+        "reviews of one film share names and plot, so a random split flatters); none: no groups.",
+    )
     max_length: int = option(
         128, "Tokens kept per text; batches group texts by length up to this (longer ones share the last group)."
     )
@@ -87,6 +93,9 @@ def load_tables(config, data_dir=None):
     tfds_name = TFDS_SOURCES.get(config.dataset, (None,))[0]
     source = locate.resolve_data(data_dir, config.dataset, tfds_name=tfds_name, what=LAYOUT)
     if isinstance(source, locate.TfdsSource):
+        if config.folds:
+            raise UserError(f"--folds {config.folds}: cross-validation reads the data from a folder; pass "
+                            f"--data-dir or set $TF_FINETUNE_DATA (TFDS {tfds_name} has fixed splits).")
         train, val, info = _read_tfds(config)
         source = f"tfds:{source.name}"
     else:
@@ -99,6 +108,9 @@ def load_tables(config, data_dir=None):
             validation_split=config.validation_split,
             seed=config.seed,
             max_per_class=config.max_examples_per_class,
+            folds=config.folds,
+            fold=config.fold,
+            group_column=None if config.group_column in ("", "none") else config.group_column,
         )
     info = {"train_examples": len(train), "validation_examples": len(val), **info}
     return train, val, source, info

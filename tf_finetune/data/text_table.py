@@ -22,6 +22,8 @@ import itertools
 import logging
 import os
 import random
+import types
+import typing
 
 from tf_finetune.data import splits
 from tf_finetune.errors import UserError
@@ -29,6 +31,9 @@ from tf_finetune.errors import UserError
 logger = logging.getLogger(__name__)
 
 TEXT_COLUMNS = ("text", "sentence", "review", "content", "document", "comment", "tweet")
+# Columns that group rows for the splits when --group-column is auto (IMDB's `movie`: reviews
+# of one film share names and plot).
+GROUP_COLUMNS = ("movie",)
 LABEL_COLUMNS = ("label", "sentiment", "class", "category", "target", "polarity", "labels")
 # Tried in this order by `find_splits`, each also with `.gz` after it.
 TABLE_EXTENSIONS = (".tsv", ".csv", ".txt")
@@ -49,6 +54,9 @@ class TextTable:
         class_names: class names.
         skipped: reason -> number of rows skipped for it (e.g. `{"empty text": 3}`).
         text_column, label_column: the header names the texts and labels were read from.
+        groups: one group key per text (e.g. the film a review is about) when the table was
+            read with a `group_column`, else None; splits keep each group on one side.
+        group_column: the header name the groups were read from ("" when none).
     """
 
     path: str
@@ -58,6 +66,8 @@ class TextTable:
     skipped: dict = dataclasses.field(default_factory=dict)
     text_column: str = ""
     label_column: str = ""
+    groups: typing.Optional[tuple] = None
+    group_column: str = ""
 
     def __len__(self):
         return len(self.texts)
@@ -68,7 +78,8 @@ class TextTable:
         return {name: counts.get(i, 0) for i, name in enumerate(self.class_names)}
 
 
-def read_table(path, *, text_column=None, label_column=None, class_names=None, integer_label_names=None):
+def read_table(path, *, text_column=None, label_column=None, class_names=None, integer_label_names=None,
+               group_column=None):
     """Reads a CSV/TSV table (optionally gzip-compressed) of texts and labels.
 
     The first line is a header. `.tsv`/`.tab` files are tab-separated with quoting off
@@ -85,6 +96,8 @@ def read_table(path, *, text_column=None, label_column=None, class_names=None, i
             classes from the labels: integers keep their order, strings are sorted.
         integer_label_names: names for labels 0, 1, ... used only when every label is an
             integer (a dataset's known names, e.g. SST-2's); string labels name themselves.
+        group_column: a header name whose values group the rows (`TextTable.groups`); a row
+            with an empty group is a group of its own. None: no groups.
 
     Returns:
         A `TextTable`.
@@ -121,11 +134,15 @@ def read_table(path, *, text_column=None, label_column=None, class_names=None, i
             "pass different --text-column and --label-column."
         )
 
-    texts, raw_labels = [], []
+    group_index = _column_index(path, header, group_column, (), "group") if group_column else None
+    texts, raw_labels, groups = [], [], []
     skipped = collections.Counter()
-    for row in rows:
+    for number, row in enumerate(rows):
         text = row[text_index].strip() if text_index < len(row) else ""
         label = row[label_index].strip() if label_index < len(row) else ""
+        if group_index is not None:
+            group = row[group_index].strip() if group_index < len(row) else ""
+            groups.append(group if group and _is_utf8(group) else f"row {number + 1}")
         if not (_is_utf8(text) and _is_utf8(label)):
             skipped["undecodable bytes"] += 1
         elif not text:
@@ -135,6 +152,9 @@ def read_table(path, *, text_column=None, label_column=None, class_names=None, i
         else:
             texts.append(text)
             raw_labels.append(label)
+            continue
+        if group_index is not None:
+            groups.pop()
 
     if class_names is None and integer_label_names and raw_labels and all(map(_is_int, raw_labels)):
         class_names = _check_class_names(integer_label_names)
@@ -145,6 +165,8 @@ def read_table(path, *, text_column=None, label_column=None, class_names=None, i
         labels = [_class_index(label, class_names) for label in raw_labels]
         skipped["unknown label"] += labels.count(None)
         texts = [text for text, label in zip(texts, labels) if label is not None]
+        if group_index is not None:
+            groups = [group for group, label in zip(groups, labels) if label is not None]
         labels = [label for label in labels if label is not None]
     skipped = {reason: count for reason, count in skipped.items() if count}
     _check_usable(path, total=len(texts) + sum(skipped.values()), skipped=skipped, class_names=class_names)
@@ -157,6 +179,8 @@ def read_table(path, *, text_column=None, label_column=None, class_names=None, i
         skipped=skipped,
         text_column=header[text_index],
         label_column=header[label_index],
+        groups=tuple(groups) if group_index is not None else None,
+        group_column=header[group_index] if group_index is not None else "",
     )
     if inferred:
         _check_two_classes(table)
@@ -215,7 +239,8 @@ def find_splits(path):
 
 
 def load_splits(path, *, text_column=None, label_column=None, class_names=None,
-                integer_label_names=None, validation_split=0.2, seed=0, max_per_class=0):
+                integer_label_names=None, validation_split=0.2, seed=0, max_per_class=0,
+                folds=0, fold=0, group_column=None):
     """Reads the training and validation tables for `path` (a file or a data folder).
 
     The validation table is the folder's dev/validation file (see `find_splits`), read
@@ -223,17 +248,29 @@ def load_splits(path, *, text_column=None, label_column=None, class_names=None,
     `split` of the training table. `max_per_class` > 0 then keeps at most that many rows
     per class on each side (a seeded sample; used by `--smoke`).
 
+    `folds` > 0 cross-validates the training table: validation is its fold `fold` (1 to
+    `folds`), and the folder's validation file is not used, except by the refit on all the
+    folds (`fold` 0), which it validates. `group_column` names a column whose groups never
+    cross a split ("auto" is that of `GROUP_COLUMNS` in the header, if any).
+
     Returns:
         (train `TextTable`, validation `TextTable`, info), where info is a JSON-friendly
         dict: the files, columns, class names, counts per class, skipped rows and how
         the validation rows were chosen ("file" or "random <validation_split>").
     """
     train_path, val_path = find_splits(path)
+    if group_column == "auto":
+        group_column = _auto_group_column(train_path)
     train = read_table(
         train_path, text_column=text_column, label_column=label_column, class_names=class_names,
-        integer_label_names=integer_label_names,
+        integer_label_names=integer_label_names, group_column=group_column or None,
     )
     _check_two_classes(train)
+    if folds:
+        ignored_file, val_path = val_path, None
+        if ignored_file:
+            logger.info("Cross-validating on %s; %s %s.", train_path, ignored_file,
+                        "validates the refit" if not fold else "is not used by the folds")
     if val_path is not None:
         val = read_table(
             val_path,
@@ -245,8 +282,14 @@ def load_splits(path, *, text_column=None, label_column=None, class_names=None,
     else:
         # Copies of one text on both sides would leak validation rows into training.
         train = drop_duplicates(train)
-        train, val = split(train, validation_split, seed)
-        how = f"random {validation_split}"
+        plan = types.SimpleNamespace(folds=folds, fold=fold, seed=seed, validation_split=validation_split)
+        train, val = (_subset(train, i) for i in splits.train_validation(
+            range(len(train)), train.labels, plan, train.groups))
+        how = splits.describe(plan, train.groups)
+        if folds and not fold and ignored_file:
+            val = read_table(ignored_file, text_column=train.text_column, label_column=train.label_column,
+                             class_names=train.class_names)
+            how, val_path = f"refit on all {folds} folds, validated on the file", ignored_file
         if not len(val):
             raise UserError(
                 f"{train_path} has too few rows for a validation split (one per class): "
@@ -259,6 +302,9 @@ def load_splits(path, *, text_column=None, label_column=None, class_names=None,
         "train_file": train_path,
         "val_file": val_path,
         "split": how,
+        **({"group_column": train.group_column, "groups": {"train": len(set(train.groups)),
+                                                           "val": len(set(val.groups or ()))}}
+           if train.groups is not None else {}),
         "text_column": train.text_column,
         "label_column": train.label_column,
         "class_names": list(train.class_names),
@@ -270,6 +316,13 @@ def load_splits(path, *, text_column=None, label_column=None, class_names=None,
     return train, val, info
 
 
+def _auto_group_column(path):
+    """The first of `GROUP_COLUMNS` in the header of the table at `path`, else None."""
+    header, _ = _read_rows(path, header_only=True)
+    lowered = [column.lower() for column in header or ()]
+    return next((column for column in GROUP_COLUMNS if column in lowered), None)
+
+
 def split(table, validation_split, seed):
     """Seeded stratified split into (train, validation) `TextTable`s.
 
@@ -278,7 +331,7 @@ def split(table, validation_split, seed):
     table's row order, and the same seed gives the same split in every process (see
     `splits.stratified_split`).
     """
-    train, val = splits.stratified_split(range(len(table)), table.labels, validation_split, seed)
+    train, val = splits.stratified_split(range(len(table)), table.labels, validation_split, seed, table.groups)
     return _subset(table, train), _subset(table, val)
 
 
@@ -287,7 +340,7 @@ def hold_out(table, test_split, seed):
 
     Duplicate texts are dropped first, so no test text is also a training text."""
     table = drop_duplicates(table)
-    rest, test = splits.hold_out(range(len(table)), table.labels, test_split, seed)
+    rest, test = splits.hold_out(range(len(table)), table.labels, test_split, seed, table.groups)
     return _subset(table, rest), _subset(table, test)
 
 
@@ -323,8 +376,9 @@ def limit_per_class(table, n, seed):
     return _subset(table, keep)
 
 
-def _read_rows(path):
-    """Returns (header, list of data rows) for the table at `path`, or (None, []) when empty.
+def _read_rows(path, header_only=False):
+    """Returns (header, list of data rows) for the table at `path`, or (None, []) when empty
+    (no rows are read with `header_only`).
 
     Bytes are decoded as UTF-8 with `surrogateescape`, so invalid bytes survive as lone
     surrogates and only their rows are skipped (see `_is_utf8`).
@@ -345,7 +399,7 @@ def _read_rows(path):
             reader = csv.reader(itertools.chain([first], f))
         try:
             header = [name.strip() for name in next(reader)]
-            rows = [row for row in reader if row]
+            rows = [] if header_only else [row for row in reader if row]
         except csv.Error as exc:
             raise UserError(
                 f"{path} line {reader.line_num} is not valid CSV ({exc}): check its quoting, "
@@ -467,4 +521,5 @@ def _subset(table, indices):
         table,
         texts=tuple(table.texts[i] for i in indices),
         labels=tuple(table.labels[i] for i in indices),
+        groups=None if table.groups is None else tuple(table.groups[i] for i in indices),
     )
