@@ -234,6 +234,11 @@ class Trainer:
                 finished.append(record)
                 epoch, optimizer, restored = record["first_epoch"] + record["epochs_run"], None, False
                 continue
+            if c.epoch_budget and epoch >= c.epoch_budget:  # the budget ended the plan before this stage
+                finished.append({"index": index, "name": stage.name, "first_epoch": epoch, "epochs_run": 0,
+                                 "ended": "budget"})
+                self.out.write_state({"stages": finished})
+                continue
             if not restored and latest is None:
                 raise UserError(f"{self.run.backup_dir} is missing, so the {stage.name!r} stage cannot resume: "
                                 "pass a new --output-dir to train again.")
@@ -300,6 +305,8 @@ class Trainer:
                         ending = f"{c.monitor} stalled for {stalls.stalled} epochs"
                     elif c.early_stopping_patience and stalls.stalled >= c.early_stopping_patience:
                         ending = f"early stop: {c.monitor} stalled for {stalls.stalled} epochs"
+                    elif c.epoch_budget and g + 1 >= c.epoch_budget and e < stage.epochs - 1:
+                        ending = f"epoch budget: {c.epoch_budget} epochs in all"
                     if ending or e == stage.epochs - 1:
                         _finalize_ema(optimizer, fit_model)
                     backups.write_latest(optimizer, {
@@ -312,7 +319,7 @@ class Trainer:
                 else:
                     e = done - 1 if ending else stage.epochs - 1
             record = {"index": index, "name": stage.name, "first_epoch": first_epoch, "epochs_run": e + 1,
-                      "ended": "stalled" if ending else "epochs"}
+                      "ended": ("budget" if ending.startswith("epoch budget") else "stalled") if ending else "epochs"}
             following = plan[index + 1] if index + 1 < len(plan) else None
             if following is not None and following.derive_learning_rate:
                 record["derived_learning_rate"] = optimizers.sgd_rate_from_adam(optimizer, stage.learning_rate)
