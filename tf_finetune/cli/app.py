@@ -4,6 +4,8 @@
 python -m projects.<name> train    [--data-dir DIR] [--output-dir RUN] [--epochs N] [--batch-size N]
                                    [--config FILE] [--export-dir DIR] [--smoke] [settings...]
 python -m projects.<name> lr-find  [--data-dir DIR] [--config FILE] [--stage N] [--steps N] [--output-dir DIR]
+python -m projects.<name> tune     --space FILE [--tuner grid|random|bayesian|hyperband] [--max-trials N]
+                                   [--objective NAME[:min|max]] [--tune-dir DIR] [--folds K] [settings...]
 python -m projects.<name> evaluate --run-dir RUN [--data-dir DIR]
 python -m projects.<name> export   --run-dir RUN [--export-dir DIR] [--format saved_model litert onnx]
                                    [--quantize none float16 dynamic int8] [--data-dir DIR]
@@ -54,6 +56,9 @@ def build_parser(project):
     train.add_argument("--config", help="JSON or TOML file of settings (keys as below, with underscores).")
     train.add_argument("--export-dir", help=f"Also export a new numbered SavedModel version here (e.g. saved_models/{project.name}).")
     train.add_argument("--smoke", action="store_true", help="Shrink the run to seconds: a few examples per class, one or a few epochs per phase.")
+    train.add_argument("--refit", action="store_true",
+                       help="With --folds K: after the K fold runs, train the same settings on all the data into "
+                            "RUN/refit (the model to export; the folds' mean is its estimate).")
     _add_export_flags(train)
     config_lib.add_config_flags(train, project.config_class)
 
@@ -70,6 +75,33 @@ def build_parser(project):
     lr_find.add_argument("--start-lr", type=float, default=1e-7, help="First learning rate (default: %(default)s).")
     lr_find.add_argument("--end-lr", type=float, default=10.0, help="Last learning rate (default: %(default)s).")
     config_lib.add_config_flags(lr_find, project.config_class)
+
+    tune = subparsers.add_parser(
+        "tune", parents=[common],
+        help="Hyperparameter search (KerasTuner): each trial a full training run in TUNE_DIR/trials/<id>; "
+             "writes results.md/.csv and best.toml. Re-running the same command resumes.")
+    tune.add_argument("--space", required=True,
+                      help="TOML or JSON file of searched fields (config fields or stages.N.FIELD) in KerasTuner's "
+                           "vocabulary: type = choice/int/float/boolean/fixed, values, min_value, max_value, step, "
+                           "sampling (linear/log/reverse_log), parent_name/parent_values. See docs/search.md.")
+    tune.add_argument("--tuner", default="bayesian", choices=["grid", "random", "bayesian", "hyperband"],
+                      help="Search algorithm (default: %(default)s); hyperband budgets epochs of the plan.")
+    tune.add_argument("--max-trials", type=int, default=None,
+                      help="Trials to run (default: 10; grid: every combination; hyperband: its own count).")
+    tune.add_argument("--objective", default=None,
+                      help="Metric to optimise, NAME[:min|max]: a metrics.json score on validation data "
+                           "(accuracy, macro_f1, ...) or a history column (val_loss, val_accuracy) "
+                           "(default: the project's first, accuracy for classifiers).")
+    tune.add_argument("--tune-dir", default=None,
+                      help=f"Folder of the search (default: runs/{project.name}/tune-<timestamp>). Re-running with the "
+                           "same one resumes; several processes share one with KERASTUNER_TUNER_ID, "
+                           "KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT set.")
+    tune.add_argument("--data-dir", help="Data folder (default: $TF_FINETUNE_DATA/<dataset>, else the online source).")
+    tune.add_argument("--config", help="JSON or TOML file of the settings every trial starts from.")
+    tune.add_argument("--export-dir", help="Also export the best trial's model as a new numbered version here.")
+    tune.add_argument("--smoke", action="store_true", help="Smoke-sized trials, as train --smoke.")
+    _add_export_flags(tune)
+    config_lib.add_config_flags(tune, project.config_class)
 
     evaluate = subparsers.add_parser("evaluate", parents=[common], help="Print per-class metrics of a run's best model.")
     evaluate.add_argument("--run-dir", required=True, help="A run directory written by train.")

@@ -7,9 +7,6 @@ before anything is written; TensorFlow is loaded only once the command needs it.
 import datetime
 import logging
 import os
-import shutil
-import sys
-import time
 
 from tf_finetune import config as config_lib
 from tf_finetune import files
@@ -28,70 +25,29 @@ def train(project, args):
         smoke=args.smoke,
         overrides=config_lib.overrides_from_args(project.config_class, args),
     )
-    run = RunDir(args.output_dir or os.path.join(
-        "runs", project.name, datetime.datetime.now().strftime("%Y%m%d-%H%M%S")))
-    if run.check_resumable(project.name, config):
-        logger.info("Resuming the run in %s.", run.path)
+    path = args.output_dir or os.path.join("runs", project.name, datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    request = None
     if args.export_dir:
         files.check_writable_folder(args.export_dir, "--export-dir", "the versions")
-        export_request(args).check()
+        request = export_request(args)
+        request.check()
+    if config.folds and not config.fold:
+        from tf_finetune.search import cross_validation
+
+        cross_validation.train_folds(project, config, path, data_dir=args.data_dir, smoke=args.smoke,
+                                            refit=args.refit, export_dir=args.export_dir, request=request,
+                                            verbose=args.verbose)
+        return
+    if args.refit:
+        raise UserError("--refit goes with --folds K (and no --fold): it trains on all the folds after them.")
+    run = RunDir(path)
+    if run.check_resumable(project.name, config):
+        logger.info("Resuming the run in %s.", run.path)
     load_tensorflow(args.verbose)
-    from tf_finetune.training import Trainer
+    from tf_finetune.cli.train_run import train_run
 
-    trainer = Trainer(config, run.path)  # before any TensorFlow op: see its strategy
-    try:
-        _train(project, args, config, trainer)
-    finally:
-        if not trainer.is_chief:  # a worker's own copies of what the chief writes
-            shutil.rmtree(trainer.out_dir, ignore_errors=True)
-
-
-def _train(project, args, config, trainer):
-    from tf_finetune.training.strategy import describe_strategy
-
-    # Only the chief of a multi-worker cluster writes to the run directory and the export
-    # folder; the others do the same work (collectives need every worker) into `trainer.out`.
-    data = project.load_data(config, args.data_dir)
-    classes = f", {len(data.class_names)} classes" if data.class_names else ""
-    logger.info("Data: %s%s; %s", data.source, classes, data.info)
-    model = trainer.build_model(lambda: project.build_model(config, data))
-    parts = project.parts(model)
-    plan = trainer.plan(model, parts, train_examples=data.info.get("train_examples"))
-
-    run = trainer.out
-    os.makedirs(run.path, exist_ok=True)
-    run.write_config(config)
-    run.write_record({
-        "project": project.name,
-        "data_dir": data.source,
-        "class_names": list(data.class_names),
-        "examples": list(data.examples),
-        "data": data.info,
-        "smoke": bool(args.smoke),
-        "strategy": describe_strategy(trainer.strategy),
-        "command": " ".join(sys.argv),
-        "plan": [stage.to_dict() for stage in plan],
-    })
-    logger.info("Run directory: %s (%s)", run.path, describe_strategy(trainer.strategy))
-    project.task.write_previews(data, run.path)
-    start = time.time()
-    best = trainer.fit(model, data.train_batches or data.train, data.val, parts=parts, plan=plan,
-                       **project.task.compile_args(config))
-    seconds = time.time() - start
-
-    report = project.task.write_report(
-        best, data, run.path,
-        history=run.read_history(),
-        stage_boundaries=run.stage_boundaries(),
-        extra={"train_seconds": round(seconds, 1), "data": data.info},
-    )
-    print(f"\nValidation metrics ({report['num_examples']} examples, trained in {seconds:.0f} s):")
-    print(project.task.format_report(report))
-    print(f"Run directory: {run.path}")
-    if args.export_dir:
-        export_dir = args.export_dir if trainer.is_chief else os.path.join(run.path, "exports")
-        path = _export(project, run, best, config, export_dir, request=export_request(args), data=data)
-        print(f"Exported: {path}")
+    train_run(project, config, run.path, data_dir=args.data_dir, smoke=args.smoke, export_dir=args.export_dir,
+              request=request)
 
 
 def lr_find(project, args):
@@ -158,6 +114,22 @@ def lr_find(project, args):
     print(f"Written: {out.file('lr_find.png')}, {out.file('lr_find.csv')}")
 
 
+def tune(project, args):
+    """A hyperparameter search (`tf_finetune.search.tuner`)."""
+    from tf_finetune.search import tuner
+
+    if not args.tune_dir:
+        args.tune_dir = os.path.join("runs", project.name, datetime.datetime.now().strftime("tune-%Y%m%d-%H%M%S"))
+    request = None
+    if args.export_dir:
+        files.check_writable_folder(args.export_dir, "--export-dir", "the versions")
+        request = export_request(args)
+        request.check()
+    search = tuner.prepare(project, args)
+    tuner.run(search, data_dir=args.data_dir, smoke=args.smoke, export_dir=args.export_dir, request=request,
+              verbose=args.verbose)
+
+
 def _load_run(project, run_dir, flag="--run-dir"):
     """`(config, record, best model)` of a run of `project`, its custom layers registered first."""
     project.import_model_code()
@@ -195,12 +167,12 @@ def export(project, args):
     files.check_writable_folder(args.export_dir, "--export-dir", "the versions")
     load_tensorflow(args.verbose)
     config, record, model = _load_run(project, args.run_dir)
-    path = _export(project, RunDir(args.run_dir), model, config, args.export_dir, record, request=request,
+    path = export_run(project, RunDir(args.run_dir), model, config, args.export_dir, record, request=request,
                    data_dir=args.data_dir)
     print(f"Exported: {path}")
 
 
-def _export(project, run, model, config, export_dir, record=None, *, request=None, data=None, data_dir=None):
+def export_run(project, run, model, config, export_dir, record=None, *, request=None, data=None, data_dir=None):
     from tf_finetune.models import lora
 
     record = record or run.read_record()
@@ -277,4 +249,4 @@ def _predict_tensors(path, raw):
             "probabilities": np.stack([probs for _, _, probs in predictions])}
 
 
-COMMANDS = {"train": train, "lr-find": lr_find, "evaluate": evaluate, "export": export, "predict": predict}
+COMMANDS = {"train": train, "lr-find": lr_find, "tune": tune, "evaluate": evaluate, "export": export, "predict": predict}

@@ -1,0 +1,109 @@
+"""One training run into a run directory: what `train` does, and what each fold of a
+cross-validation and each trial of a search does (`tf_finetune.search`).
+
+```
+report = train_run(project, config, "runs/x", data_dir=None)   # metrics.json as a dict
+```
+
+It resumes a run that was interrupted (same settings), and returns the finished run's report
+without training again.
+"""
+
+import logging
+import os
+import shutil
+import sys
+import time
+
+from tf_finetune.run_dir import RunDir
+
+logger = logging.getLogger("tf_finetune")
+
+
+def train_run(project, config, run_path, *, data_dir=None, smoke=False, export_dir=None, request=None,
+              record=None, quiet=False):
+    """Trains `config` into `run_path` (resuming it) and writes its report.
+
+    The caller has checked the folder (`RunDir.check_resumable`) and loaded TensorFlow.
+
+    Args:
+        project: the `tf_finetune.project.Project`.
+        config: the resolved config.
+        run_path: the run directory.
+        data_dir: `--data-dir`, or None to resolve the data as usual.
+        smoke: recorded in `run.json` (the config already holds the smoke settings).
+        export_dir: also export the best model there (`request`: the export flags).
+        record: more fields for `run.json` (e.g. the trial or fold it belongs to).
+        quiet: print no metrics table (the caller summarises several runs).
+
+    Returns:
+        The validation report (`metrics.json`) as a dict.
+    """
+    import keras
+
+    from tf_finetune.training import Trainer
+
+    run = RunDir(run_path)
+    if run.is_finished() and os.path.isfile(run.file("metrics.json")):
+        logger.info("%s is finished; using its metrics.", run.path)
+        return run.read_metrics()
+    keras.backend.clear_session()  # each run builds its model as in a fresh process
+    trainer = Trainer(config, run.path)  # before any TensorFlow op: see its strategy
+    try:
+        return _train(project, config, trainer, data_dir=data_dir, smoke=smoke, export_dir=export_dir,
+                      request=request, record=record or {}, quiet=quiet)
+    finally:
+        if not trainer.is_chief:  # a worker's own copies of what the chief writes
+            shutil.rmtree(trainer.out_dir, ignore_errors=True)
+
+
+def _train(project, config, trainer, *, data_dir, smoke, export_dir, request, record, quiet):
+    from tf_finetune.cli import commands
+    from tf_finetune.training.strategy import describe_strategy
+
+    # Only the chief of a multi-worker cluster writes to the run directory and the export
+    # folder; the others do the same work (collectives need every worker) into `trainer.out`.
+    data = project.load_data(config, data_dir)
+    classes = f", {len(data.class_names)} classes" if data.class_names else ""
+    logger.info("Data: %s%s; %s", data.source, classes, data.info)
+    model = trainer.build_model(lambda: project.build_model(config, data))
+    parts = project.parts(model)
+    plan = trainer.plan(model, parts, train_examples=data.info.get("train_examples"))
+
+    run = trainer.out
+    os.makedirs(run.path, exist_ok=True)
+    run.write_config(config)
+    run.write_record({
+        "project": project.name,
+        "data_dir": data.source,
+        "class_names": list(data.class_names),
+        "examples": list(data.examples),
+        "data": data.info,
+        "smoke": bool(smoke),
+        "strategy": describe_strategy(trainer.strategy),
+        "command": " ".join(sys.argv),
+        "plan": [stage.to_dict() for stage in plan],
+        **record,
+    })
+    logger.info("Run directory: %s (%s)", run.path, describe_strategy(trainer.strategy))
+    project.task.write_previews(data, run.path)
+    start = time.time()
+    best = trainer.fit(model, data.train_batches or data.train, data.val, parts=parts, plan=plan,
+                       **project.task.compile_args(config))
+    seconds = time.time() - start
+
+    report = project.task.write_report(
+        best, data, run.path,
+        history=run.read_history(),
+        stage_boundaries=run.stage_boundaries(),
+        extra={"train_seconds": round(seconds, 1), "data": data.info},
+    )
+    if not quiet:
+        print(f"\nValidation metrics ({report['num_examples']} examples, trained in {seconds:.0f} s):")
+        print(project.task.format_report(report))
+        print(f"Run directory: {run.path}")
+    if export_dir:
+        export_dir = export_dir if trainer.is_chief else os.path.join(run.path, "exports")
+        path = commands.export_run(project, run, best, config, export_dir, request=request, data=data)
+        print(f"Exported: {path}")
+    return report
