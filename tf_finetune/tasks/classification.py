@@ -10,6 +10,9 @@ import os
 class ClassificationTask:
     """Class probabilities out: accuracy/F1 reports, `probabilities` + `labels` exports."""
 
+    objectives = {"accuracy": "max", "macro_f1": "max", "weighted_f1": "max", "macro_precision": "max",
+                  "macro_recall": "max", "val_loss": "min", "val_accuracy": "max"}
+
     def compile_args(self, config):
         """Extra `Trainer.fit` arguments (loss, metrics); the trainer's defaults classify."""
         return {}

@@ -12,7 +12,15 @@ import typing
 
 @typing.runtime_checkable
 class Task(typing.Protocol):
-    """The methods a task has; every one is called by the shared CLI."""
+    """The methods a task has; every one is called by the shared CLI.
+
+    Attributes:
+        objectives: what a search may optimise: a metric name -> "min" or "max". Names in
+            `metrics.json` (scored on validation data) or, starting with `val_`, columns of
+            `history.csv` (the best epoch's value counts). The first is `tune`'s default.
+    """
+
+    objectives: dict
 
     def compile_args(self, config) -> dict:
         """Extra `Trainer.fit` arguments: `loss`, `metrics`, `weighted_metrics` (or `{}` for
