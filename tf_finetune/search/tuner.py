@@ -27,10 +27,12 @@ restarted with its id takes its trial back and resumes it.
 import dataclasses
 import logging
 import os
+import shutil
 
 from tf_finetune import config as config_lib
 from tf_finetune import files
 from tf_finetune.errors import UserError
+from tf_finetune import run_dir as run_dir_lib
 from tf_finetune.run_dir import RunDir
 from tf_finetune.search import results as results_lib
 from tf_finetune.search import space as space_lib
@@ -246,6 +248,14 @@ def run_trial(search, trial, *, data_dir=None, smoke=False):
     budget = f", {config.epoch_budget} epochs" if config.epoch_budget else ""
     logger.info("Trial %s: %s%s -> %s", trial.trial_id, described, budget, path)
     record = {"trial": {"id": trial.trial_id, "values": values, "tune_dir": search.path}}
+    parent = trial.hyperparameters.values.get("tuner/trial_id")
+    if parent:  # Hyperband's next round of a trial: continue its run (or resume that continuation)
+        continued = continue_trial(search, parent, path, config)
+        first = RunDir(_first_run(path))
+        if continued or (first.exists() and first.read_record().get("continued_from_trial") == parent):
+            record["continued_from_trial"] = parent
+            logger.info("Trial %s continues trial %s's run after its epoch %d (Hyperband's next round).",
+                        trial.trial_id, parent, trial.hyperparameters.values.get("tuner/initial_epoch", 0))
     if config.folds:
         summary = cross_validation.train_folds(project=search.project, config=config, path=path, data_dir=data_dir,
                                                smoke=smoke, record=record, quiet=True)
@@ -258,6 +268,36 @@ def run_trial(search, trial, *, data_dir=None, smoke=False):
     results_lib.write_hparams(path, trial.trial_id, values, search.params, {search.objective: score})
     logger.info("Trial %s: %s = %.4f", trial.trial_id, search.objective, score)
     return {search.objective: float(score)}
+
+
+def continue_trial(search, parent_id, path, config):
+    """Starts trial folder `path` as a copy of Hyperband's parent trial, whose run its larger
+    budget continues from the parent's last epoch (the budget keeps a run's backup). Returns
+    False, and the trial trains from the start, when `path` exists or the parent has no backup."""
+    parent = search.trial_path(parent_id)
+    runs = [""] if RunDir(parent).exists() else [d for d in sorted(os.listdir(parent)) if d.startswith("fold_")] \
+        if os.path.isdir(parent) else []
+    if os.path.exists(path) or not runs or not all(os.path.isdir(RunDir(os.path.join(parent, r)).backup_dir)
+                                                  for r in runs):
+        return False
+    temp = path + ".copying"
+    shutil.rmtree(temp, ignore_errors=True)
+    shutil.copytree(parent, temp)
+    for name in ("cross_validation.json", "cross_validation.md"):
+        if os.path.exists(os.path.join(temp, name)):
+            os.remove(os.path.join(temp, name))
+    for i, name in enumerate(runs, 1):
+        run = RunDir(os.path.join(temp, name))
+        state = run.read_state()
+        run.write_state({**state, "stages": [s for s in state.get("stages", []) if s["ended"] != "budget"]})
+        for leftover in (run.best_checkpoint, run.file(run_dir_lib.METRICS)):
+            if os.path.exists(leftover):
+                os.remove(leftover)
+        shutil.rmtree(os.path.join(run.logs_dir, "hparams"), ignore_errors=True)
+        run.write_config(dataclasses.replace(config, fold=i) if name else config)
+        run.write_record({**run.read_record(), "continued_from_trial": parent_id})
+    os.rename(temp, path)
+    return True
 
 
 def _history_score(search, path):

@@ -234,7 +234,7 @@ class Trainer:
                 finished.append(record)
                 epoch, optimizer, restored = record["first_epoch"] + record["epochs_run"], None, False
                 continue
-            if c.epoch_budget and epoch >= c.epoch_budget:  # the budget ended the plan before this stage
+            if _budget_reached(c, epoch):  # the budget ended the plan before this stage
                 finished.append({"index": index, "name": stage.name, "first_epoch": epoch, "epochs_run": 0,
                                  "ended": "budget"})
                 self.out.write_state({"stages": finished})
@@ -270,6 +270,8 @@ class Trainer:
                         backup_lib.assign(optimizer.variables, optimizer_arrays, source=source)
                 if resumed:
                     done, ending = meta["epochs_done"] - first_epoch, meta.get("ended")
+                    if ending and ending.startswith("epoch budget") and not _budget_reached(c, meta["epochs_done"]):
+                        ending = None  # continued with a larger budget (Hyperband's next round)
                     stalls, lowering = Plateau(mode, **meta["stalls"]), Plateau(mode, **meta["lowering"])
                     _set_scale(optimizer, meta.get("lr_scale", 1.0))
                     logger.info("Resuming stage %d (%s) after epoch %d of %d (backup in %s).",
@@ -335,7 +337,8 @@ class Trainer:
             backups.restore(meta, arrays, source=os.path.join(self.run.backup_dir, backup_lib.BEST))
         with files.atomic_path(self.out.best_checkpoint) as temp_path:
             model.save(temp_path)
-        if self.is_chief:
+        # A run the budget cut short keeps its backup: a larger budget continues it exactly.
+        if self.is_chief and not any(record["ended"] == "budget" for record in finished):
             shutil.rmtree(self.run.backup_dir, ignore_errors=True)
         return model
 
@@ -384,6 +387,10 @@ class _EpochProgress(keras.callbacks.ProgbarLogger):
     def set_params(self, params):
         super().set_params(params)
         self.epochs = 1
+
+
+def _budget_reached(config, epochs_done):
+    return bool(config.epoch_budget) and epochs_done >= config.epoch_budget
 
 
 def _epoch_batches(train, seed, batch_size, default_batch_size):
