@@ -96,8 +96,10 @@ def test_seed_and_deterministic_give_identical_metrics(uninterrupted, tmp_path):
 
 
 # After the backup of epoch 1, 2 or 3, then a random delay: the kill lands in the head stage's
-# second epoch, in the top stage, or in the last stage.
-@pytest.mark.parametrize("after_epoch", [1, 2, 3], ids=["head_stage", "top_stage", "all_stage"])
+# second epoch, in the top stage, or in the last stage. The default suite kills in the last
+# stage (every earlier stage is then replayed); test_trainer.py crashes in each stage in-process.
+@pytest.mark.parametrize("after_epoch", [pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow), 3],
+                         ids=["head_stage", "top_stage", "all_stage"])
 def test_sigkill_then_the_same_command_resumes_and_ends_as_accurate(uninterrupted, tmp_path, after_epoch):
     run_dir = tmp_path / "killed"
     process = subprocess.Popen(command(run_dir), cwd=REPO, stdout=subprocess.DEVNULL,

@@ -368,3 +368,57 @@ def test_dataset_names_name_integer_labels_and_string_labels_name_themselves(tmp
     words = write_rows(tmp_path / "words.tsv", [("a fine film", "good"), ("a dull film", "bad")] * 3)
     table = text_table.read_table(words, integer_label_names=names)
     assert table.class_names == ("bad", "good") and table.labels[:2] == (1, 0)
+
+
+def _reviews_with_films(path, films=12, per_film=5):
+    rows = ["review,sentiment,movie"]
+    for f in range(films):
+        for r in range(per_film):
+            rows.append(f"review {r} of film {f},{'positive' if (f + r) % 3 else 'negative'},tt{f:07d}")
+    rows.append("a review of no known film,negative,")  # an empty group is a group of its own
+    rows.append(",positive,tt0000001")  # skipped (empty text): its group must not shift the others
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_group_column_is_read_aligned_with_the_rows(tmp_path):
+    table = text_table.read_table(_reviews_with_films(tmp_path / "imdb.csv"), group_column="movie")
+    assert table.group_column == "movie" and len(table.groups) == len(table.texts) == 61
+    assert table.texts[7] == "review 2 of film 1" and table.groups[7] == "tt0000001"
+    assert table.groups[-1] == "row 61" and table.skipped == {"empty text": 1}
+    assert text_table.read_table(tmp_path / "imdb.csv").groups is None
+    with pytest.raises(UserError, match="no group column 'film'"):
+        text_table.read_table(tmp_path / "imdb.csv", group_column="film")
+
+
+@pytest.mark.parametrize("folds, fold", [(0, 0), (4, 2)])
+def test_auto_groups_by_movie_so_no_film_is_on_both_sides(tmp_path, folds, fold):
+    _reviews_with_films(tmp_path / "train.csv")
+    train, val, info = text_table.load_splits(tmp_path, validation_split=0.25, seed=1, group_column="auto",
+                                              folds=folds, fold=fold)
+    assert info["group_column"] == "movie"
+    assert not set(train.groups) & set(val.groups)
+    assert len(train) + len(val) == 61
+    assert info["split"] == ("random 0.25 by group" if not folds else "fold 2 of 4 by group")
+
+
+def test_folds_cross_validate_the_train_file_and_the_dev_file_validates_the_refit(tmp_path):
+    (tmp_path / "train.csv").write_text("text,label\n" + "".join(f"t{i},{i % 2}\n" for i in range(40)))
+    (tmp_path / "dev.csv").write_text("text,label\n" + "".join(f"d{i},{i % 2}\n" for i in range(6)))
+    seen = set()
+    for fold in (1, 2, 3, 4):
+        train, val, info = text_table.load_splits(tmp_path, folds=4, fold=fold, seed=0)
+        assert len(val) == 10 and not set(val.texts) & seen and info["val_file"] is None
+        assert val.class_counts() == {"0": 5, "1": 5}
+        seen |= set(val.texts)
+    assert len(seen) == 40
+    train, val, info = text_table.load_splits(tmp_path, folds=4, fold=0, seed=0)
+    assert len(train) == 40 and val.texts[0] == "d0" and info["split"].startswith("refit")
+
+
+def test_real_imdb_grouped_by_movie_keeps_every_film_on_one_side():
+    train, val, info = text_table.load_splits(require_data("imdb"), seed=0, group_column="auto")
+    assert info["group_column"] == "movie" and info["split"] == "random 0.2 by group"
+    assert not set(train.groups) & set(val.groups)
+    assert 0.18 < len(val) / (len(train) + len(val)) < 0.22
+    assert info["groups"]["train"] + info["groups"]["val"] == len(set(train.groups) | set(val.groups))
