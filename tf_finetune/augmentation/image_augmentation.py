@@ -323,6 +323,15 @@ class ImageAugmentation(keras.layers.Layer):
 
     # -------------------------------------------------------------- for the user
 
+    @property
+    def is_random(self):
+        """Whether training images differ from one pass to the next (any random transform is
+        on); False when at most `rescale` applies, so a model's outputs on them can be cached."""
+        return bool(self._crop is not None or self._rotation is not None or self._shear is not None
+                    or self._zoom_layer is not None or self._horizontal_flip is not None
+                    or self._vertical_flip is not None or self._color
+                    or self.width_shift_range or self.height_shift_range)
+
     def active(self):
         """The non-default arguments, in `__init__` order, as a dict."""
         out = {}

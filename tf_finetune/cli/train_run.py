@@ -9,6 +9,7 @@ It resumes a run that was interrupted (same settings), and returns the finished 
 without training again.
 """
 
+import json
 import logging
 import os
 import shutil
@@ -21,7 +22,7 @@ logger = logging.getLogger("tf_finetune")
 
 
 def train_run(project, config, run_path, *, data_dir=None, smoke=False, export_dir=None, request=None,
-              record=None, quiet=False):
+              record=None, quiet=False, head_cache=None):
     """Trains `config` into `run_path` (resuming it) and writes its report.
 
     The caller has checked the folder (`RunDir.check_resumable`) and loaded TensorFlow.
@@ -35,6 +36,9 @@ def train_run(project, config, run_path, *, data_dir=None, smoke=False, export_d
         export_dir: also export the best model there (`request`: the export flags).
         record: more fields for `run.json` (e.g. the trial or fold it belongs to).
         quiet: print no metrics table (the caller summarises several runs).
+        head_cache: a dict shared by the runs of one search: a head-only first stage over
+            unaugmented data then trains on the frozen backbone's outputs, computed once for
+            all of them (`Trainer.fit`).
 
     Returns:
         The validation report (`metrics.json`) as a dict.
@@ -51,13 +55,13 @@ def train_run(project, config, run_path, *, data_dir=None, smoke=False, export_d
     trainer = Trainer(config, run.path)  # before any TensorFlow op: see its strategy
     try:
         return _train(project, config, trainer, data_dir=data_dir, smoke=smoke, export_dir=export_dir,
-                      request=request, record=record or {}, quiet=quiet)
+                      request=request, record=record or {}, quiet=quiet, head_cache=head_cache)
     finally:
         if not trainer.is_chief:  # a worker's own copies of what the chief writes
             shutil.rmtree(trainer.out_dir, ignore_errors=True)
 
 
-def _train(project, config, trainer, *, data_dir, smoke, export_dir, request, record, quiet):
+def _train(project, config, trainer, *, data_dir, smoke, export_dir, request, record, quiet, head_cache):
     from tf_finetune.cli import commands
     from tf_finetune.training.strategy import describe_strategy
 
@@ -88,8 +92,12 @@ def _train(project, config, trainer, *, data_dir, smoke, export_dir, request, re
     logger.info("Run directory: %s (%s)", run.path, describe_strategy(trainer.strategy))
     project.task.write_previews(data, run.path)
     start = time.time()
+    cache = {}
+    if head_cache is not None and not getattr(data.augmentation, "is_random", data.augmentation is not None):
+        # Unaugmented training data: a frozen backbone's outputs are the same every epoch.
+        cache = dict(head_cache=head_cache, data_key=_data_key(config, data))
     best = trainer.fit(model, data.train_batches or data.train, data.val, parts=parts, plan=plan,
-                       **project.task.compile_args(config))
+                       **project.task.compile_args(config), **cache)
     seconds = time.time() - start
 
     report = project.task.write_report(
@@ -107,3 +115,10 @@ def _train(project, config, trainer, *, data_dir, smoke, export_dir, request, re
         path = commands.export_run(project, run, best, config, export_dir, request=request, data=data)
         print(f"Exported: {path}")
     return report
+
+
+def _data_key(config, data):
+    """What fixes the examples a run sees, in their order: a key for cached model outputs."""
+    fields = ("seed", "validation_split", "test_split", "folds", "fold", "max_examples_per_class")
+    return json.dumps({"source": data.source, "info": data.info, **{f: getattr(config, f) for f in fields}},
+                      sort_keys=True, default=str)

@@ -87,3 +87,38 @@ def split_model(model):
         )
     top = keras.Model(layer.output, model.output, name=f"{model.name}_top")
     return prefix, top
+
+
+# Weightless layers after a backbone that compute the same at training and inference, and so
+# may join a cached prefix (dropout and noise layers may not).
+_DETERMINISTIC = ("GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
+                  "Flatten")
+
+
+def split_after(model, layer):
+    """`(prefix, top)` functional models cut after `layer` (a frozen backbone called once in
+    `model`) and the pooling that follows it; None when the model does not split cleanly
+    there (the layer is not called exactly once, or its output feeds more than one layer).
+
+    Like `split_model`, but for a bottom that is frozen in one stage only: `top` holds the
+    model's own layers above the cut, so training it trains `model`.
+    """
+    def consumers(operation):
+        return [other for other in model.layers
+                if any(getattr(t, "_keras_history", (None,))[0] is operation for t in keras.tree.flatten(other.input))]
+
+    if layer not in model.layers or len(consumers(layer)) != 1:
+        return None
+    after = consumers(layer)[0]
+    cut = after.input
+    while type(after).__name__ in _DETERMINISTIC and not after.weights:
+        cut = after.output
+        following = consumers(after)
+        if len(following) != 1:
+            break
+        after = following[0]
+    if not isinstance(cut, keras.KerasTensor):
+        return None
+    prefix = keras.Model(model.inputs, cut, name=f"{model.name}_frozen_bottom")
+    top = keras.Model(cut, model.outputs, name=f"{model.name}_head")
+    return prefix, top

@@ -50,7 +50,7 @@ def check_folders(project, config, path, refit):
 
 
 def train_folds(project, config, path, *, data_dir=None, smoke=False, refit=False, export_dir=None, request=None,
-                verbose=False, record=None, quiet=False):
+                verbose=False, record=None, quiet=False, head_cache=None):
     """Trains every fold of `config` (`config.folds` > 0) into `path/fold_<i>`, writes the
     summary, and with `refit` trains on all the folds into `path/refit` (exported to
     `export_dir` when given). Returns the summary dict."""
@@ -68,7 +68,7 @@ def train_folds(project, config, path, *, data_dir=None, smoke=False, refit=Fals
         logger.info("Fold %d of %d: %s", i, config.folds, os.path.join(path, name))
         reports.append(train_run(project, fold_config, os.path.join(path, name), data_dir=data_dir, smoke=smoke,
                                  record={"cross_validation": {"fold": i, "folds": config.folds}, **(record or {})},
-                                 quiet=True))
+                                 quiet=True, head_cache=head_cache))
     summary = summarize(reports)
     summary.update(folds=config.folds, runs=[name for name, _ in fold_configs(config)])
     if refit:

@@ -190,6 +190,7 @@ def run(search, *, data_dir=None, smoke=False, export_dir=None, request=None, ve
 
 
 def _make_tuner(search, kt, *, data_dir, smoke):
+    head_cache = {}  # the frozen backbone's outputs, shared by this process's trials
     objective = kt.Objective(search.objective, search.direction)
     common = dict(objective=objective, seed=search.config.seed, max_retries_per_trial=0,
                   max_consecutive_failed_trials=3)
@@ -213,7 +214,7 @@ def _make_tuner(search, kt, *, data_dir, smoke):
 
         def run_trial(self, trial, *args, **kwargs):
             try:
-                return run_trial(search, trial, data_dir=data_dir, smoke=smoke)
+                return run_trial(search, trial, data_dir=data_dir, smoke=smoke, head_cache=head_cache)
             except UserError as e:  # these settings cannot run: the trial fails, the search goes on
                 logger.warning("Trial %s failed: %s", trial.trial_id, e)
                 raise kt.errors.FailedTrialError(str(e)) from None
@@ -237,7 +238,7 @@ def trial_config(search, hp):
     return config, values
 
 
-def run_trial(search, trial, *, data_dir=None, smoke=False):
+def run_trial(search, trial, *, data_dir=None, smoke=False, head_cache=None):
     """Trains (or resumes, or reads back) one trial; returns `{objective: score}`."""
     from tf_finetune.cli.train_run import train_run
     from tf_finetune.search import cross_validation
@@ -258,12 +259,13 @@ def run_trial(search, trial, *, data_dir=None, smoke=False):
                         trial.trial_id, parent, trial.hyperparameters.values.get("tuner/initial_epoch", 0))
     if config.folds:
         summary = cross_validation.train_folds(project=search.project, config=config, path=path, data_dir=data_dir,
-                                               smoke=smoke, record=record, quiet=True)
+                                               smoke=smoke, record=record, quiet=True, head_cache=head_cache)
         score = summary["validation"][search.objective]["mean"] if search.objective in summary["validation"] \
             else _mean_history_score(search, [os.path.join(path, r) for r in summary["runs"]])
     else:
         RunDir(path).check_resumable(search.project.name, config, flag=f"trial {trial.trial_id}: folder")
-        report = train_run(search.project, config, path, data_dir=data_dir, smoke=smoke, record=record, quiet=True)
+        report = train_run(search.project, config, path, data_dir=data_dir, smoke=smoke, record=record, quiet=True,
+                           head_cache=head_cache)
         score = report[search.objective] if search.objective in report else _history_score(search, path)
     results_lib.write_hparams(path, trial.trial_id, values, search.params, {search.objective: score})
     logger.info("Trial %s: %s = %.4f", trial.trial_id, search.objective, score)

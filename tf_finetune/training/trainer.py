@@ -38,6 +38,7 @@ import tempfile
 import time
 
 import keras
+import numpy as np
 
 from tf_finetune import files
 from tf_finetune.errors import UserError
@@ -181,7 +182,7 @@ class Trainer:
     # --- Fit ---
 
     def fit(self, model, train, val, *, parts=None, backbone=None, plan=None, loss=None, metrics=None,
-            weighted_metrics=None):
+            weighted_metrics=None, head_cache=None, data_key=None):
         """Runs the plan; returns `model` with its best weights.
 
         Args:
@@ -197,6 +198,11 @@ class Trainer:
             loss, metrics, weighted_metrics: replace the classification defaults (sparse
                 cross-entropy and accuracy); `weighted_metrics` count the datasets' sample
                 weights.
+            head_cache: a dict that keeps the frozen backbone's outputs between runs (a
+                search's trials), or None. Given it, a first stage that trains only the head
+                trains it on the backbone's (pooled) outputs, computed once per data and
+                weights (`data_key` names the data) instead of every epoch. Only for data
+                without augmentation: the caller vouches for that by passing the dict.
         """
         c = self.config
         if parts is None:
@@ -239,6 +245,11 @@ class Trainer:
                                  "ended": "budget"})
                 self.out.write_state({"stages": finished})
                 continue
+            # A first stage that trains only the head may train it on cached backbone outputs.
+            head = None
+            if index == 0 and head_cache is not None and cached is None:
+                head = self._cache_head(model, parts, plan, train, val, head_cache, data_key)
+            stage_model, stage_train, stage_val = head or (fit_model, train, val)
             if not restored and latest is None:
                 raise UserError(f"{self.run.backup_dir} is missing, so the {stage.name!r} stage cannot resume: "
                                 "pass a new --output-dir to train again.")
@@ -252,11 +263,11 @@ class Trainer:
                 origin = index
                 while plan[origin].continue_optimizer and origin > 0:
                     origin -= 1
-                steps = _cardinality(_epoch_batches(train, epoch_seed(c.seed, origin, 0), plan[origin].batch_size,
-                                                    c.batch_size))
-                optimizer = self.make_optimizer(fit_model, plan[origin], steps,
+                steps = _cardinality(_epoch_batches(stage_train, epoch_seed(c.seed, origin, 0),
+                                                    plan[origin].batch_size, c.batch_size))
+                optimizer = self.make_optimizer(stage_model, plan[origin], steps,
                                                 learning_rate=peak if origin == index else None)
-            self.compile(fit_model, optimizer, loss=loss, metrics=metrics, weighted_metrics=weighted_metrics)
+            self.compile(stage_model, optimizer, loss=loss, metrics=metrics, weighted_metrics=weighted_metrics)
             stalls = Plateau(mode)
             lowering = Plateau(mode)
             done, ending = 0, None
@@ -266,7 +277,7 @@ class Trainer:
                 with self.strategy.scope():
                     backups.restore(meta, model_arrays, source=source)
                     if resumed or (stage.continue_optimizer and meta["stage"] == index - 1):
-                        optimizer.build(fit_model.trainable_variables)
+                        optimizer.build(stage_model.trainable_variables)
                         backup_lib.assign(optimizer.variables, optimizer_arrays, source=source)
                 if resumed:
                     done, ending = meta["epochs_done"] - first_epoch, meta.get("ended")
@@ -284,8 +295,9 @@ class Trainer:
             with _ema_kept_until_the_stage_ends(optimizer):
                 for e in range(done, stage.epochs if not ending else done):
                     g = first_epoch + e
-                    batches = _epoch_batches(train, epoch_seed(c.seed, index, e), stage.batch_size, c.batch_size)
-                    logs = self._fit_epoch(fit_model, batches, val, g, len(plan), index, stage, e)
+                    batches = _epoch_batches(stage_train, epoch_seed(c.seed, index, e), stage.batch_size,
+                                             c.batch_size)
+                    logs = self._fit_epoch(stage_model, batches, stage_val, g, len(plan), index, stage, e)
                     log.write(g, stage.name, logs)
                     value = logs.get(c.monitor)
                     if value is None and g == 0:
@@ -310,7 +322,7 @@ class Trainer:
                     elif c.epoch_budget and g + 1 >= c.epoch_budget and e < stage.epochs - 1:
                         ending = f"epoch budget: {c.epoch_budget} epochs in all"
                     if ending or e == stage.epochs - 1:
-                        _finalize_ema(optimizer, fit_model)
+                        _finalize_ema(optimizer, stage_model)
                     backups.write_latest(optimizer, {
                         "stage": index, "epochs_done": g + 1, "best": best_value, "stalls": stalls.state(),
                         "lowering": lowering.state(), "lr_scale": _scale(optimizer), "ended": ending})
@@ -379,6 +391,36 @@ class Trainer:
                     "training the layers above it.", len(train_cache), len(val_cache),
                     (train_cache.nbytes + val_cache.nbytes) / 2**20, time.time() - start)
         return top, (train_cache.batches, val_cache.dataset(c.batch_size))
+
+
+    def _cache_head(self, model, parts, plan, train, val, store, data_key):
+        """`(head model, cached training batches, cached validation batches)` for a first
+        stage that trains only what is above the frozen backbone (called once the stage's
+        trainable layers are set), or None when the model or plan does not allow it. Outputs
+        are kept in `store` by data (`data_key`), backbone weights and label format."""
+        c = self.config
+        if (not c.cache_frozen_prefix or parts.backbone is None or (len(plan) > 1 and plan[1].continue_optimizer)
+                or self.strategy.num_replicas_in_sync != 1):
+            return None
+        split = frozen_prefix.split_after(model, parts.backbone)
+        if split is None or split[0].trainable_weights:  # the backbone trains in this stage
+            return None
+        prefix, top = split
+        digest = hashlib.sha256()
+        for weight in prefix.weights:
+            digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
+        key = (data_key, str(prefix.input_shape), digest.hexdigest(), c.label_smoothing > 0)
+        if key not in store:
+            start = time.time()
+            store[key] = (PrefixCache.compute(prefix, _epoch_batches(train, c.seed, c.batch_size, c.batch_size),
+                                              description="training data"),
+                          PrefixCache.compute(prefix, val, description="validation data"))
+            logger.info("Cached the frozen backbone's outputs for head-only first stages (%d + %d examples) in "
+                        "%.0f s.", len(store[key][0]), len(store[key][1]), time.time() - start)
+        else:
+            logger.info("Reusing the frozen backbone's cached outputs for the head-only first stage.")
+        train_cache, val_cache = store[key]
+        return top, train_cache.batches, val_cache.dataset(c.batch_size)
 
 
 class _EpochProgress(keras.callbacks.ProgbarLogger):
