@@ -33,6 +33,12 @@ ROWS = {
     "sst2_2k_folds": ("sentiment_lstm", ["train", "--config", f"{SENTIMENT}/sst2_2k_baseline.toml", "--data-dir",
                                          "{data}/sst2", "--init-from", "{imdb}", "--folds", "5", "--output-dir",
                                          "{out}"]),
+    # Head-only trials, augmentation off: the same random search twice (same seed, so the same
+    # settings trial by trial), with the backbone's outputs cached and without.
+    "flowers_head_trials": ("plant_cnn", ["tune", "--config", f"{PLANT}/flowers.toml", "--space",
+                                          f"{PLANT}/flowers_head_space.toml", "--tuner", "random", "--max-trials", "4",
+                                          "--fine-tune-epochs", "0", "--no-horizontal-flip", "--rotation-range", "0",
+                                          "--zoom-range", "0", "--test-split", "0.2", "--data-dir", "{data}/flowers"]),
     "flowers_folds": ("plant_cnn", ["train", "--config", f"{PLANT}/flowers.toml", "--data-dir", "{data}/flowers",
                                     "--folds", "5", "--output-dir", "{out}"]),
 }
@@ -41,8 +47,17 @@ ROWS = {
 def run_row(name, args):
     project, command = ROWS[name]
     out = os.path.join(args.out, project, name)
+    if name == "flowers_head_trials":
+        for cache in ("cache", "no-cache"):
+            _run(project, [*command, f"--{cache}-frozen-prefix", "--tune-dir", os.path.join(out, cache)], args,
+                 os.path.join(out, cache))
+        return out
+    return _run(project, command, args, out)
+
+
+def _run(project, command, args, out):
     command = [a.format(data=os.path.abspath(args.data), out=out, imdb=args.imdb or "") for a in command]
-    print(f"== {name}: {' '.join(command)}", flush=True)
+    print(f"== {' '.join(command)}", flush=True)
     start = time.time()
     subprocess.run([sys.executable, "-m", f"projects.{project}", *command], cwd=runs.REPO, check=True,
                    env=dict(os.environ, TF_FINETUNE_DATA=os.path.abspath(args.data)))
@@ -54,6 +69,8 @@ def run_row(name, args):
 
 def describe(name, out, baseline):
     """`(what, result, time, command)` of a finished row."""
+    if name == "flowers_head_trials":
+        return describe_head_trials(out)
     with open(os.path.join(out, "wall_seconds.json")) as f:
         wall = json.load(f)
     minutes = wall["seconds"] / 60
@@ -79,6 +96,32 @@ def describe(name, out, baseline):
                    f"test {100 * base['test']['accuracy']:.2f}%")
     what = f"Hyperband, {trials} trials, {trials / (wall['seconds'] / 3600):.0f} trials/hour"
     return what, result, f"{minutes:.1f} min", wall["command"]
+
+
+def describe_head_trials(out):
+    """Trials per hour and accuracy, cached against uncached, trial by trial."""
+    rows, walls = {}, {}
+    for cache in ("cache", "no-cache"):
+        with open(os.path.join(out, cache, "wall_seconds.json")) as f:
+            walls[cache] = json.load(f)
+        with open(os.path.join(out, cache, "results.csv")) as f:
+            rows[cache] = {line.split(",")[0]: line.split(",") for line in f.read().splitlines()[1:]}
+    trials = len(rows["cache"])
+    rates = {k: trials / (w["seconds"] / 3600) for k, w in walls.items()}
+    pairs = []
+    for trial in sorted(rows["cache"]):
+        _, cached, config, _ = runs.read_run(os.path.join(out, "cache", "trials", trial))
+        _, plain, _, _ = runs.read_run(os.path.join(out, "no-cache", "trials", trial))
+        pairs.append(f"{100 * cached['accuracy']:.1f}/{100 * plain['accuracy']:.1f}")
+    seconds = {k: sum(float(r[-1]) for r in v.values()) for k, v in rows.items()}
+    what = (f"{trials} head-only trials (6 epochs, augmentation off), cached backbone outputs vs not, same "
+            f"settings trial by trial")
+    result = (f"**{rates['cache']:.0f} vs {rates['no-cache']:.0f} trials/hour ({rates['cache'] / rates['no-cache']:.1f}x)**"
+              f"; training time {seconds['cache']:.0f} vs {seconds['no-cache']:.0f} s "
+              f"({seconds['no-cache'] / max(seconds['cache'], 1):.1f}x); validation accuracy per trial, cached/uncached: "
+              f"{', '.join(pairs)}")
+    minutes = f"{walls['cache']['seconds'] / 60:.1f} + {walls['no-cache']['seconds'] / 60:.1f} min"
+    return what, result, minutes, walls["cache"]["command"].replace(" --cache-frozen-prefix", " [--no]-cache-frozen-prefix")
 
 
 def main():
