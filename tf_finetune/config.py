@@ -60,7 +60,8 @@ class TrainConfig:
         True,
         "For a model with a frozen bottom (a FrozenPrefix layer, e.g. BERT's frozen embeddings "
         "and first layers): compute its outputs once and train only the layers above on them. "
-        "Same results, faster epochs.",
+        "Same results, faster epochs. In a search (tune), also a head-only first stage over a frozen "
+        "backbone and unaugmented data: the backbone's outputs are computed once for all trials.",
     )
     validation_split: float = option(
         0.2, "Fraction of each class held out for validation when the data has no split."
