@@ -1,6 +1,7 @@
-"""`tune`: a grid over two fields, the objective's direction, best.toml, bad input, and, for
-real, a search killed with SIGKILL that resumes, and a chief with two workers on 127.0.0.1
-one of which is killed and restarted.
+"""`tune`: a grid over two fields, the objective's direction, best.toml, the best trial's
+export, bad input, and, for real, a search killed with SIGKILL that resumes, and a chief with
+two workers on 127.0.0.1 one of which is killed and restarted. `train --folds`: one run per
+fold and their summary.
 
 Trials train sentiment_lstm's smoke model on a small table of made-up reviews (tmp_path):
 what is tested is the search, not accuracy.
@@ -115,12 +116,14 @@ def test_grid_runs_every_combination_once_best_first_and_best_toml_reproduces_it
     assert os.path.isdir(tune_dir / "trials" / best / "logs" / "hparams")
     assert "| trial | status | val_loss | learning_rate | dropout | epochs | seconds |" in result.out
 
-    # The same command again: every trial is done, none trains again.
+    # The same command again: every trial is done, none trains again; the best one is exported.
     stamps = {t: os.path.getmtime(tune_dir / "trials" / t / "metrics.json") for t in trials}
-    again = call_cli(PROJECT, args, capsys)
+    again = call_cli(PROJECT, [*args, "--export-dir", str(tmp_path / "exports")], capsys)
     assert again.status == 0, again.err[-3000:]
     assert {t: os.path.getmtime(tune_dir / "trials" / t / "metrics.json") for t in trials} == stamps
     assert _trials(tune_dir) == trials
+    assert f"Exported the best trial ({best})" in again.out
+    assert os.path.isfile(tmp_path / "exports" / "1" / "saved_model.pb")
 
 
 @pytest.mark.parametrize("case", ["empty", "unknown field", "out of range", "grid too large", "continuous grid",
@@ -151,6 +154,34 @@ def test_bad_search_input_is_one_line_and_writes_nothing(reviews, tmp_path, caps
     result = call_cli(PROJECT, tune_args(reviews, _space(tmp_path, space), tune_dir, *extra), capsys)
     assert_one_line_error(result, *fragments)
     assert (sorted(os.listdir(tune_dir)) if tune_dir.exists() else None) == before
+
+
+def test_folds_train_one_run_per_fold_summarise_them_and_refit(reviews, tmp_path, capsys):
+    out = tmp_path / "cv"
+    args = ["train", "--smoke", "--data-dir", reviews, "--epochs", "1", "--folds", "3", "--refit",
+            "--output-dir", str(out)]
+    result = call_cli(PROJECT, args, capsys)
+    assert result.status == 0, result.err[-3000:]
+    assert sorted(os.listdir(out)) == ["cross_validation.json", "cross_validation.md", "fold_1", "fold_2",
+                                       "fold_3", "refit"]
+    records = [json.loads((out / f"fold_{i}" / "run.json").read_text()) for i in (1, 2, 3)]
+    assert [r["data"]["split"] for r in records] == [f"fold {i} of 3" for i in (1, 2, 3)]
+    assert sum(r["data"]["validation_examples"] for r in records) == 320  # the folds cover the data once
+    scores = [json.loads((out / f"fold_{i}" / "metrics.json").read_text())["accuracy"] for i in (1, 2, 3)]
+    summary = json.loads((out / "cross_validation.json").read_text())
+    assert summary["validation"]["accuracy"]["mean"] == pytest.approx(np.mean(scores))
+    assert summary["validation"]["accuracy"]["std"] == pytest.approx(np.std(scores, ddof=1))
+    refit = json.loads((out / "refit" / "config.json").read_text())
+    assert (refit["fold"], refit["folds"], refit["checkpoint"]) == (0, 3, "last")
+    assert json.loads((out / "refit" / "run.json").read_text())["data"]["train_examples"] == 320
+    assert "| mean +- std |" in result.out
+
+    stamp = os.path.getmtime(out / "fold_2" / "metrics.json")
+    again = call_cli(PROJECT, args, capsys)  # the same command: every fold is read back, none retrained
+    assert again.status == 0 and os.path.getmtime(out / "fold_2" / "metrics.json") == stamp
+    bad = call_cli(PROJECT, ["train", "--smoke", "--data-dir", reviews, "--folds", "3", "--output-dir", str(out),
+                             "--export-dir", str(tmp_path / "exports")], capsys)
+    assert_one_line_error(bad, "--export-dir with --folds", "--refit")
 
 
 def _spawn(args, log, **env):
