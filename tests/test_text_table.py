@@ -422,3 +422,15 @@ def test_real_imdb_grouped_by_movie_keeps_every_film_on_one_side():
     assert not set(train.groups) & set(val.groups)
     assert 0.18 < len(val) / (len(train) + len(val)) < 0.22
     assert info["groups"]["train"] + info["groups"]["val"] == len(set(train.groups) | set(val.groups))
+
+
+def test_folds_cut_the_rows_max_per_class_keeps(tmp_path):
+    (tmp_path / "train.csv").write_text("text,label\n" + "".join(f"t{i},{i % 2}\n" for i in range(200)))
+    kept, seen = None, set()
+    for fold in (1, 2, 3, 4):
+        train, val, _ = text_table.load_splits(tmp_path, folds=4, fold=fold, seed=0, max_per_class=20)
+        assert (len(train), len(val)) == (30, 10)  # the same 40 rows each time, cut in 4 folds
+        assert kept is None or set(train.texts) | set(val.texts) == kept
+        kept = set(train.texts) | set(val.texts)
+        seen |= set(val.texts)
+    assert seen == kept

@@ -246,7 +246,8 @@ def load_splits(path, *, text_column=None, label_column=None, class_names=None,
     The validation table is the folder's dev/validation file (see `find_splits`), read
     with the training table's columns and classes; without one it is a seeded stratified
     `split` of the training table. `max_per_class` > 0 then keeps at most that many rows
-    per class on each side (a seeded sample; used by `--smoke`).
+    per class on each side (a seeded sample; used by `--smoke`); with folds, it is taken
+    first, and the folds cut those rows.
 
     `folds` > 0 cross-validates the training table: validation is its fold `fold` (1 to
     `folds`), and the folder's validation file is not used, except by the refit on all the
@@ -282,6 +283,8 @@ def load_splits(path, *, text_column=None, label_column=None, class_names=None,
     else:
         # Copies of one text on both sides would leak validation rows into training.
         train = drop_duplicates(train)
+        if folds and max_per_class:  # the folds cut the examples the run uses, not the whole file
+            train = limit_per_class(train, max_per_class, seed)
         plan = types.SimpleNamespace(folds=folds, fold=fold, seed=seed, validation_split=validation_split)
         train, val = (_subset(train, i) for i in splits.train_validation(
             range(len(train)), train.labels, plan, train.groups))
@@ -295,8 +298,9 @@ def load_splits(path, *, text_column=None, label_column=None, class_names=None,
                 f"{train_path} has too few rows for a validation split (one per class): "
                 "add rows or a dev.tsv/dev.csv validation file beside it."
             )
-    if max_per_class:
+    if max_per_class and not folds:
         train = limit_per_class(train, max_per_class, seed)
+    if max_per_class:
         val = limit_per_class(val, max_per_class, seed)
     info = {
         "train_file": train_path,
