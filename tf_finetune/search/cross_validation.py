@@ -38,19 +38,20 @@ def refit_config(config):
     return dataclasses.replace(config, fold=0, checkpoint="last", early_stopping_patience=0)
 
 
-def check_folders(project, config, path, refit):
-    """Rejects a folder that cannot hold this cross-validation, before anything is written."""
-    files.check_writable_folder(path, "--output-dir", "the folds")
+def check_folders(project, config, path, refit, flag="--output-dir"):
+    """Rejects a folder that cannot hold this cross-validation, before anything is written;
+    `flag` names where the folder came from."""
+    files.check_writable_folder(path, flag, "the folds")
     if RunDir(path).exists():
-        raise UserError(f"--output-dir {os.path.abspath(path)} is a single training run: pass a new folder "
+        raise UserError(f"{flag} {os.path.abspath(path)} is a single training run: pass a new folder "
                         "for the cross-validation.")
     runs = fold_configs(config) + ([("refit", refit_config(config))] if refit else [])
     for name, fold_config in runs:
-        RunDir(os.path.join(path, name)).check_resumable(project.name, fold_config)
+        RunDir(os.path.join(path, name)).check_resumable(project.name, fold_config, flag=flag)
 
 
 def train_folds(project, config, path, *, data_dir=None, smoke=False, refit=False, export_dir=None, request=None,
-                verbose=False, record=None, quiet=False, head_cache=None):
+                verbose=False, record=None, quiet=False, head_cache=None, flag="--output-dir"):
     """Trains every fold of `config` (`config.folds` > 0) into `path/fold_<i>`, writes the
     summary, and with `refit` trains on all the folds into `path/refit` (exported to
     `export_dir` when given). Returns the summary dict."""
@@ -59,7 +60,7 @@ def train_folds(project, config, path, *, data_dir=None, smoke=False, refit=Fals
     if export_dir and not refit:
         raise UserError("--export-dir with --folds exports the refit on all the data: add --refit (each "
                         "fold's model saw only part of it; export one with export --run-dir RUN/fold_N).")
-    check_folders(project, config, path, refit)
+    check_folders(project, config, path, refit, flag)
     load_tensorflow(verbose)
     from tf_finetune.cli.train_run import train_run
 

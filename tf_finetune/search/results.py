@@ -48,7 +48,7 @@ def write_table(rows, names, objective, path):
 
     def cells(row):
         score = "" if row.score is None else f"{row.score:.4f}"
-        return [row.trial_id, row.status, score, *(_text(row.values.get(n, "")) for n in names), str(row.epochs),
+        return [row.trial_id, row.status, score, *(format_value(row.values.get(n, "")) for n in names), str(row.epochs),
                 f"{row.seconds:.0f}"]
 
     out = io.StringIO()
@@ -62,7 +62,8 @@ def write_table(rows, names, objective, path):
     return "\n".join(lines)
 
 
-def _text(value):
+def format_value(value):
+    """A setting as the results table shows it (floats to 4 significant digits)."""
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 

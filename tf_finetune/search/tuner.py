@@ -245,7 +245,7 @@ def run_trial(search, trial, *, data_dir=None, smoke=False, head_cache=None):
 
     config, values = trial_config(search, trial.hyperparameters)
     path = search.trial_path(trial.trial_id)
-    described = ", ".join(f"{k}={results_lib._text(v)}" for k, v in values.items())
+    described = ", ".join(f"{k}={results_lib.format_value(v)}" for k, v in values.items())
     budget = f", {config.epoch_budget} epochs" if config.epoch_budget else ""
     logger.info("Trial %s: %s%s -> %s", trial.trial_id, described, budget, path)
     record = {"trial": {"id": trial.trial_id, "values": values, "tune_dir": search.path}}
@@ -259,7 +259,8 @@ def run_trial(search, trial, *, data_dir=None, smoke=False, head_cache=None):
                         trial.trial_id, parent, trial.hyperparameters.values.get("tuner/initial_epoch", 0))
     if config.folds:
         summary = cross_validation.train_folds(project=search.project, config=config, path=path, data_dir=data_dir,
-                                               smoke=smoke, record=record, quiet=True, head_cache=head_cache)
+                                               smoke=smoke, record=record, quiet=True, head_cache=head_cache,
+                                               flag=f"trial {trial.trial_id}: folder")
         score = summary["validation"][search.objective]["mean"] if search.objective in summary["validation"] \
             else _mean_history_score(search, [os.path.join(path, r) for r in summary["runs"]])
     else:
