@@ -36,7 +36,7 @@ ROWS = {
     # Head-only trials, augmentation off: the same random search twice (same seed, so the same
     # settings trial by trial), with the backbone's outputs cached and without.
     "flowers_head_trials": ("plant_cnn", ["tune", "--config", f"{PLANT}/flowers.toml", "--space",
-                                          f"{PLANT}/flowers_head_space.toml", "--tuner", "random", "--max-trials", "4",
+                                          f"{PLANT}/flowers_head_space.toml", "--tuner", "random", "--max-trials", "8",
                                           "--fine-tune-epochs", "0", "--no-horizontal-flip", "--rotation-range", "0",
                                           "--zoom-range", "0", "--test-split", "0.2", "--data-dir", "{data}/flowers"]),
     "flowers_folds": ("plant_cnn", ["train", "--config", f"{PLANT}/flowers.toml", "--data-dir", "{data}/flowers",

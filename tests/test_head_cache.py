@@ -59,9 +59,10 @@ def test_split_after_cuts_after_the_backbone_and_its_pooling_not_the_dropout():
     assert split_after(model, keras.layers.Dense(2)) is None  # not in the model
 
 
-def fit(tmp_path, store, caplog, epochs=(3, 1), data_key="d"):
-    config = TrainConfig(epochs=epochs[0], fine_tune_epochs=epochs[1], batch_size=16, learning_rate=0.05,
-                         fine_tune_learning_rate=1e-3)
+def fit(tmp_path, store, caplog, epochs=(3, 1), data_key="d", **settings):
+    settings.setdefault("batch_size", 16)
+    config = TrainConfig(epochs=epochs[0], fine_tune_epochs=epochs[1], learning_rate=0.05,
+                         fine_tune_learning_rate=1e-3, **settings)
     trainer = trainer_lib.Trainer(config, str(tmp_path))
     model = trainer.build_model(image_model)
     backbone = model.get_layer("backbone")
@@ -84,6 +85,9 @@ def test_the_head_stage_trains_on_cached_outputs_computed_once_for_every_run(tmp
     assert history["val_accuracy"][-1] >= 0.9
     _, _, _, _, log = fit(tmp_path / "b", store, caplog, epochs=(3, 0))
     assert "Reusing the frozen backbone's cached outputs" in log and len(store) == 1
+    # Label smoothing (one-hot labels) and another batch size reuse the same outputs.
+    _, _, _, history, log = fit(tmp_path / "s", store, caplog, epochs=(3, 0), label_smoothing=0.1, batch_size=8)
+    assert "Reusing" in log and len(store) == 1 and history["val_accuracy"][-1] >= 0.9
     fit(tmp_path / "c", store, caplog, epochs=(3, 0), data_key="other data")
     assert len(store) == 2  # other data: its own outputs
 

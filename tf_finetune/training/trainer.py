@@ -222,8 +222,9 @@ class Trainer:
         if c.cache_frozen_prefix and frozen_prefix.find_frozen_prefix(model) is not None:
             fit_model, cached = self._cache_prefix(model, train, val)
             train, val = cached
-        if c.label_smoothing > 0 and loss is None:
-            num_classes = model.output_shape[-1]
+        raw_train, raw_val = train, val  # integer labels, for outputs cached across runs
+        num_classes = model.output_shape[-1] if c.label_smoothing > 0 and loss is None else None
+        if num_classes:
             train, val = _one_hot(train, num_classes), _one_hot(val, num_classes)
         distributed.prepare_for_multi_worker(fit_model, self.strategy)  # keras#20585
         log = EpochLog(self.out.history_file, self.out.logs_dir)
@@ -248,7 +249,9 @@ class Trainer:
             # A first stage that trains only the head may train it on cached backbone outputs.
             head = None
             if index == 0 and head_cache is not None and cached is None:
-                head = self._cache_head(model, parts, plan, train, val, head_cache, data_key)
+                head = self._cache_head(model, parts, plan, raw_train, raw_val, head_cache, data_key)
+                if head and num_classes:
+                    head = (head[0], _one_hot(head[1], num_classes), _one_hot(head[2], num_classes))
             stage_model, stage_train, stage_val = head or (fit_model, train, val)
             if not restored and latest is None:
                 raise UserError(f"{self.run.backup_dir} is missing, so the {stage.name!r} stage cannot resume: "
@@ -397,7 +400,7 @@ class Trainer:
         """`(head model, cached training batches, cached validation batches)` for a first
         stage that trains only what is above the frozen backbone (called once the stage's
         trainable layers are set), or None when the model or plan does not allow it. Outputs
-        are kept in `store` by data (`data_key`), backbone weights and label format."""
+        are kept in `store` by data (`data_key`) and backbone weights."""
         c = self.config
         if (not c.cache_frozen_prefix or parts.backbone is None or (len(plan) > 1 and plan[1].continue_optimizer)
                 or self.strategy.num_replicas_in_sync != 1):
@@ -409,7 +412,7 @@ class Trainer:
         digest = hashlib.sha256()
         for weight in prefix.weights:
             digest.update(np.ascontiguousarray(keras.ops.convert_to_numpy(weight)).tobytes())
-        key = (data_key, str(prefix.input_shape), digest.hexdigest(), c.label_smoothing > 0)
+        key = (data_key, str(prefix.input_shape), digest.hexdigest())
         if key not in store:
             start = time.time()
             store[key] = (PrefixCache.compute(prefix, _epoch_batches(train, c.seed, c.batch_size, c.batch_size),
