@@ -98,7 +98,7 @@ def test_grid_runs_every_combination_once_best_first_and_best_toml_reproduces_it
 
     tune_dir = tmp_path / "search"
     args = tune_args(reviews, _space(tmp_path, GRID), tune_dir, "--tuner", "grid", "--objective", "val_loss",
-                     "--epochs", "2")
+                     "--epochs", "1")
     result = call_cli(PROJECT, args, capsys)
     assert result.status == 0, result.err[-3000:]
     trials = _trials(tune_dir)
@@ -222,21 +222,21 @@ def _continued_trial(tune_dir, past_epoch):
 
 
 def test_sigkilled_hyperband_search_resumes_without_rerunning_trials(reviews, tmp_path):
-    """Hyperband (max 6 epochs, factor 3): five 2-epoch trials, then the best continued to 6
-    epochs. The kill lands in that continuation; the rerun trains none of the finished trials
-    again and continues the running one from its backup, not from its start."""
+    """Hyperband (max 3 epochs, factor 3): three 1-epoch trials, then the best continued to 3
+    epochs. The kill lands in that continuation's last epoch; the rerun trains none of the
+    finished trials again and continues the running one from its backup, not from its start."""
     tune_dir = tmp_path / "search"
-    args = tune_args(reviews, _space(tmp_path, RATE), tune_dir, "--tuner", "hyperband", "--epochs", "6",
-                     "--batch-size", "4", "--max-trials", "6")
+    args = tune_args(reviews, _space(tmp_path, RATE), tune_dir, "--tuner", "hyperband", "--epochs", "3",
+                     "--batch-size", "2", "--max-trials", "4")
     with open(tmp_path / "first.log", "w") as log:
         process = _spawn(args, log)
         try:
-            _wait_for(lambda: _continued_trial(tune_dir, past_epoch=3), process)
+            _wait_for(lambda: _continued_trial(tune_dir, past_epoch=1), process)
             process.send_signal(signal.SIGKILL)
             process.wait()
         finally:
             process.kill()
-    killed = _continued_trial(tune_dir, past_epoch=3)
+    killed = _continued_trial(tune_dir, past_epoch=1)
     at = _backup_epochs(tune_dir / "trials" / killed)
     finished = [t for t in _trials(tune_dir) if os.path.isfile(tune_dir / "trials" / t / "metrics.json")]
     stamps = {t: os.path.getmtime(tune_dir / "trials" / t / "metrics.json") for t in finished}
@@ -245,10 +245,10 @@ def test_sigkilled_hyperband_search_resumes_without_rerunning_trials(reviews, tm
         assert _spawn(args, log).wait(timeout=600) == 0, (tmp_path / "second.log").read_text()[-3000:]
     second = (tmp_path / "second.log").read_text()
     assert {t: os.path.getmtime(tune_dir / "trials" / t / "metrics.json") for t in finished} == stamps
-    assert f"Trial {killed}: " in second and f"after epoch {at} of 6" in second, second[-3000:]
+    assert f"Trial {killed}: " in second and f"after epoch {at} of 3" in second, second[-3000:]
     rows = _results(tune_dir)
-    assert len(rows) == 6 and all(row["status"] == "COMPLETED" for row in rows)
-    assert sorted(int(row["budget"]) for row in rows) == [2, 2, 2, 2, 2, 6]
+    assert len(rows) == 4 and all(row["status"] == "COMPLETED" for row in rows)
+    assert sorted(int(row["budget"]) for row in rows) == [1, 1, 1, 3]
 
 
 def test_chief_and_two_workers_share_one_oracle_and_a_restarted_worker_resumes(reviews, tmp_path):
