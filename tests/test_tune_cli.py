@@ -126,6 +126,19 @@ def test_grid_runs_every_combination_once_best_first_and_best_toml_reproduces_it
     assert os.path.isfile(tmp_path / "exports" / "1" / "saved_model.pb")
 
 
+def test_a_finished_search_goes_on_with_a_larger_max_trials(reviews, tmp_path, capsys):
+    tune_dir = tmp_path / "search"
+    args = tune_args(reviews, _space(tmp_path, RATE), tune_dir, "--tuner", "random", "--epochs", "1")
+    assert call_cli(PROJECT, [*args, "--max-trials", "2"], capsys).status == 0
+    first = _trials(tune_dir)
+    stamps = {t: os.path.getmtime(tune_dir / "trials" / t / "metrics.json") for t in first}
+    more = call_cli(PROJECT, [*args, "--max-trials", "3"], capsys)
+    assert more.status == 0, more.err[-3000:]
+    assert len(_trials(tune_dir)) == 3 and set(first) < set(_trials(tune_dir))
+    assert {t: os.path.getmtime(tune_dir / "trials" / t / "metrics.json") for t in first} == stamps
+    assert len(_results(tune_dir)) == 3
+
+
 @pytest.mark.parametrize("case", ["empty", "unknown field", "out of range", "grid too large", "continuous grid",
                                   "objective", "test objective", "other project", "other settings"])
 def test_bad_search_input_is_one_line_and_writes_nothing(reviews, tmp_path, capsys, case):

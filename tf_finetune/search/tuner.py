@@ -155,10 +155,12 @@ def _check_tune_dir(search):
         raise UserError(f"{flag} holds a {saved.get('project')!r} search, not {search.project.name!r}: pass a new "
                         "--tune-dir.")
     wanted = json.loads(json.dumps(search.record()))
-    changed = sorted(k for k in wanted if saved.get(k) != wanted[k])
+    # --max-trials may change: a finished search goes on with more trials (KerasTuner's oracle
+    # keeps no trial count in its state).
+    changed = sorted(k for k in wanted if saved.get(k) != wanted[k] and k != "max_trials")
     if changed:
         raise UserError(f"{flag} holds a search with other settings ({', '.join(changed)} differ): re-run the same "
-                        "command to resume it, or pass a new --tune-dir.")
+                        "command to resume it (--max-trials may change), or pass a new --tune-dir.")
 
 
 def run(search, *, data_dir=None, smoke=False, export_dir=None, request=None, verbose=False):
