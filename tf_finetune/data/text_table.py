@@ -267,32 +267,27 @@ def load_splits(path, *, text_column=None, label_column=None, class_names=None,
         integer_label_names=integer_label_names, group_column=group_column or None,
     )
     _check_two_classes(train)
-    if folds:
-        ignored_file, val_path = val_path, None
-        if ignored_file:
-            logger.info("Cross-validating on %s; %s %s.", train_path, ignored_file,
-                        "validates the refit" if not fold else "is not used by the folds")
+    refit_file = val_path if folds and not fold else None  # the refit validates on the data's own file
+    if folds and val_path is not None:
+        logger.info("Cross-validating on %s; %s %s.", train_path, val_path,
+                    "validates the refit" if refit_file else "is not used by the folds")
+        val_path = None
     if val_path is not None:
-        val = read_table(
-            val_path,
-            text_column=train.text_column,
-            label_column=train.label_column,
-            class_names=train.class_names,
-        )
+        val = _read_like(val_path, train)
         how = "file"
     else:
         # Copies of one text on both sides would leak validation rows into training.
         train = drop_duplicates(train)
         if folds and max_per_class:  # the folds cut the examples the run uses, not the whole file
             train = limit_per_class(train, max_per_class, seed)
-        plan = types.SimpleNamespace(folds=folds, fold=fold, seed=seed, validation_split=validation_split)
-        train, val = (_subset(train, i) for i in splits.train_validation(
-            range(len(train)), train.labels, plan, train.groups))
-        how = splits.describe(plan, train.groups)
-        if folds and not fold and ignored_file:
-            val = read_table(ignored_file, text_column=train.text_column, label_column=train.label_column,
-                             class_names=train.class_names)
-            how, val_path = f"refit on all {folds} folds, validated on the file", ignored_file
+        if refit_file:  # every fold trains
+            val = _read_like(refit_file, train)
+            how, val_path = f"refit on all {folds} folds, validated on the file", refit_file
+        else:
+            plan = types.SimpleNamespace(folds=folds, fold=fold, seed=seed, validation_split=validation_split)
+            train, val = (_subset(train, i) for i in splits.train_validation(
+                range(len(train)), train.labels, plan, train.groups))
+            how = splits.describe(plan, train.groups)
         if not len(val):
             raise UserError(
                 f"{train_path} has too few rows for a validation split (one per class): "
@@ -318,6 +313,12 @@ def load_splits(path, *, text_column=None, label_column=None, class_names=None,
         "skipped": {"train": dict(train.skipped), "val": dict(val.skipped) if val_path else {}},
     }
     return train, val, info
+
+
+def _read_like(path, table):
+    """The table at `path`, read with `table`'s columns and classes (a validation file)."""
+    return read_table(path, text_column=table.text_column, label_column=table.label_column,
+                      class_names=table.class_names)
 
 
 def _auto_group_column(path):
