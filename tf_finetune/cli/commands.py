@@ -26,11 +26,7 @@ def train(project, args):
         overrides=config_lib.overrides_from_args(project.config_class, args),
     )
     path = args.output_dir or os.path.join("runs", project.name, datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
-    request = None
-    if args.export_dir:
-        files.check_writable_folder(args.export_dir, "--export-dir", "the versions")
-        request = export_request(args)
-        request.check()
+    request = _checked_export_request(args)
     if config.folds and not config.fold:
         from tf_finetune.search import cross_validation
 
@@ -120,11 +116,7 @@ def tune(project, args):
 
     if not args.tune_dir:
         args.tune_dir = os.path.join("runs", project.name, datetime.datetime.now().strftime("tune-%Y%m%d-%H%M%S"))
-    request = None
-    if args.export_dir:
-        files.check_writable_folder(args.export_dir, "--export-dir", "the versions")
-        request = export_request(args)
-        request.check()
+    request = _checked_export_request(args)
     search = tuner.prepare(project, args)
     tuner.run(search, data_dir=args.data_dir, smoke=args.smoke, export_dir=args.export_dir, request=request,
               verbose=args.verbose)
@@ -150,6 +142,16 @@ def evaluate(project, args):
     print(f"Validation metrics on {data.source} ({report['num_examples']} examples):")
     print(project.task.format_report(report))
     print(f"Written: {os.path.join(out_dir, 'metrics.json')}")
+
+
+def _checked_export_request(args):
+    """The checked export request of `train`/`tune --export-dir`, or None without one."""
+    if not args.export_dir:
+        return None
+    files.check_writable_folder(args.export_dir, "--export-dir", "the versions")
+    request = export_request(args)
+    request.check()
+    return request
 
 
 def export_request(args):

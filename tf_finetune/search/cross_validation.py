@@ -131,11 +131,13 @@ def format_summary(summary):
             f"{test[k]['mean']:.4f} +- {test[k]['std']:.4f}" if k in test else "" for k in keys) + " |")
     if "refit" in summary:
         refit = summary["refit"]
-        trained_on = "also trained on" in refit.get("split", "")
-        lines.append("\nRefit on all the folds: " + (
-            "its validation data was trained on, so the folds' mean is the estimate" if trained_on
-            else f"validation accuracy {refit.get('accuracy', float('nan')):.4f} ({refit.get('split')})") + (f"; held-out test accuracy {refit['test']['accuracy']:.4f}"
-                                    if "accuracy" in refit.get("test", {}) else "") + ".")
+        if "also trained on" in refit.get("split", ""):
+            how = "its validation data was trained on, so the folds' mean is the estimate"
+        else:
+            how = f"validation accuracy {refit.get('accuracy', float('nan')):.4f} ({refit.get('split')})"
+        test = refit.get("test", {})
+        held_out = f"; held-out test accuracy {test['accuracy']:.4f}" if "accuracy" in test else ""
+        lines.append(f"\nRefit on all the folds: {how}{held_out}.")
     return "\n".join(lines)
 
 

@@ -25,6 +25,7 @@ restarted with its id takes its trial back and resumes it.
 """
 
 import dataclasses
+import json
 import logging
 import os
 import shutil
@@ -34,6 +35,7 @@ from tf_finetune import files
 from tf_finetune.errors import UserError
 from tf_finetune import run_dir as run_dir_lib
 from tf_finetune.run_dir import RunDir
+from tf_finetune.search import cross_validation
 from tf_finetune.search import results as results_lib
 from tf_finetune.search import space as space_lib
 
@@ -147,8 +149,6 @@ def _check_tune_dir(search):
         if os.path.isdir(search.path) and os.listdir(search.path):
             raise UserError(f"{flag} is not empty and holds no search: pass a new or empty folder.")
         return
-    import json
-
     with open(path, encoding="utf-8") as f:
         saved = json.load(f)
     if saved.get("project") != search.project.name:
@@ -243,7 +243,6 @@ def trial_config(search, hp):
 def run_trial(search, trial, *, data_dir=None, smoke=False, head_cache=None):
     """Trains (or resumes, or reads back) one trial; returns `{objective: score}`."""
     from tf_finetune.cli.train_run import train_run
-    from tf_finetune.search import cross_validation
 
     config, values = trial_config(search, trial.hyperparameters)
     path = search.trial_path(trial.trial_id)
@@ -280,26 +279,25 @@ def continue_trial(search, parent_id, path, config):
     budget continues from the parent's last epoch (the budget keeps a run's backup). Returns
     False, and the trial trains from the start, when `path` exists or the parent has no backup."""
     parent = search.trial_path(parent_id)
-    runs = [""] if RunDir(parent).exists() else [d for d in sorted(os.listdir(parent)) if d.startswith("fold_")] \
-        if os.path.isdir(parent) else []
-    if os.path.exists(path) or not runs or not all(os.path.isdir(RunDir(os.path.join(parent, r)).backup_dir)
-                                                  for r in runs):
+    runs = trial_runs(parent)
+    if os.path.exists(path) or not runs or not all(os.path.isdir(RunDir(r).backup_dir) for r in runs):
         return False
     temp = path + ".copying"
     shutil.rmtree(temp, ignore_errors=True)
     shutil.copytree(parent, temp)
-    for name in ("cross_validation.json", "cross_validation.md"):
+    for name in (cross_validation.SUMMARY + ".json", cross_validation.SUMMARY + ".md"):
         if os.path.exists(os.path.join(temp, name)):
             os.remove(os.path.join(temp, name))
-    for i, name in enumerate(runs, 1):
-        run = RunDir(os.path.join(temp, name))
+    for i, source in enumerate(runs, 1):
+        name = os.path.relpath(source, parent)
+        run = RunDir(os.path.normpath(os.path.join(temp, name)))
         state = run.read_state()
         run.write_state({**state, "stages": [s for s in state.get("stages", []) if s["ended"] != "budget"]})
         for leftover in (run.best_checkpoint, run.file(run_dir_lib.METRICS)):
             if os.path.exists(leftover):
                 os.remove(leftover)
         shutil.rmtree(os.path.join(run.logs_dir, "hparams"), ignore_errors=True)
-        run.write_config(dataclasses.replace(config, fold=i) if name else config)
+        run.write_config(dataclasses.replace(config, fold=i) if name != "." else config)
         run.write_record({**run.read_record(), "continued_from_trial": parent_id})
     os.rename(temp, path)
     return True
@@ -333,17 +331,21 @@ def trial_rows(search, oracle):
 
 def _run_cost(path):
     """(epochs, seconds) trained in a trial's run directory (summed over its folds)."""
-    runs = [path] + [os.path.join(path, d) for d in sorted(os.listdir(path))] if os.path.isdir(path) else []
     epochs, seconds = 0, 0.0
-    for run_path in runs:
-        run = RunDir(run_path)
-        if not run.exists():
-            continue
+    for run in map(RunDir, trial_runs(path)):
         history = run.read_history()
         epochs += len(next(iter(history.values()), []))
-        if os.path.isfile(run.file("metrics.json")):
+        if os.path.isfile(run.file(run_dir_lib.METRICS)):
             seconds += run.read_metrics().get("train_seconds", 0.0)
     return epochs, seconds
+
+
+def trial_runs(path):
+    """The run directories of a trial folder: itself, or its folds (`--folds`); [] before any."""
+    if RunDir(path).exists():
+        return [path]
+    folds = sorted(d for d in os.listdir(path) if d.startswith("fold_")) if os.path.isdir(path) else []
+    return [os.path.join(path, d) for d in folds if RunDir(os.path.join(path, d)).exists()]
 
 
 def write_results(search, oracle):
@@ -370,7 +372,8 @@ def write_results(search, oracle):
 
 def _first_run(path):
     """The run directory of a trial: the trial's folder, or its first fold."""
-    return path if RunDir(path).exists() else os.path.join(path, "fold_1")
+    runs = trial_runs(path)
+    return runs[0] if runs else path
 
 
 def _export_best(search, best, export_dir, request):
