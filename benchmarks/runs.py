@@ -34,10 +34,15 @@ STAMP_NOTE = (
 )
 
 
+COMMANDS = ("train", "distill")  # what a row may start with (default: train)
+
+
 def train(project, name, args, out_root, data_root):
-    """Runs `python -m projects.<project> train ARGS --output-dir OUT/<name>`; returns the run dir."""
+    """Runs `python -m projects.<project> train ARGS --output-dir OUT/<name>` (or the command
+    ARGS starts with, e.g. `distill`); returns the run dir."""
     run_dir = os.path.join(out_root, name)
-    command = [sys.executable, "-m", f"projects.{project}", "train", *args, "--output-dir", run_dir]
+    command_name, args = (args[0], args[1:]) if args and args[0] in COMMANDS else ("train", args)
+    command = [sys.executable, "-m", f"projects.{project}", command_name, *args, "--output-dir", run_dir]
     env = dict(os.environ, TF_FINETUNE_DATA=os.path.abspath(data_root))
     print(f"== {name}: {' '.join(command[1:])}", flush=True)
     start = time.time()
@@ -60,8 +65,10 @@ def read_run(run_dir):
 
 
 def train_args(record):
-    """The `train ...` part of the command a run was started with."""
-    return "train " + record["command"].split(" train ", 1)[-1]
+    """The `train ...` (or `distill ...`) part of the command a run was started with."""
+    words = record["command"].split(" ")
+    start = next((i for i, word in enumerate(words) if word in COMMANDS), -1)
+    return " ".join(words[start:]) if start >= 0 else record["command"]
 
 
 def machine():
@@ -252,9 +259,9 @@ def _merge_rows(old, new):
 # --- The accuracy scripts' command line ---
 
 
-def main(doc, project, rows, table, *, title):
+def main(doc, project, rows, table, *, title, name=None):
     """The accuracy benchmarks' command line: run the chosen rows (or read finished runs), print
-    the table, and record it in benchmarks/results/<project>.md.
+    the table, and record it in benchmarks/results/<name>.md (default: <project>.md).
 
     Args:
         doc: the script's docstring (its first line is the description; the paragraphs before
@@ -264,6 +271,7 @@ def main(doc, project, rows, table, *, title):
             `{name}` by the run directory of row `name` (for rows that start from another).
         table: `(run_dirs) -> markdown table`.
         title: the results file's title.
+        name: the results file's name, when it is not the project's.
     """
     measured = stamp()  # Before training: the code the rows run.
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
@@ -299,4 +307,4 @@ def main(doc, project, rows, table, *, title):
     print(text)
     print()
     print(machine())
-    save(args, project, title, accuracy_intro(doc), text, measured)
+    save(args, name or project, title, accuracy_intro(doc), text, measured)

@@ -324,9 +324,10 @@ def load_run_config(cls, path):
     return cls(**check_keys(cls, data, path))
 
 
-def add_config_flags(parser, cls):
-    """Adds one flag per config field. Unset flags are absent from the parsed namespace."""
-    group = parser.add_argument_group("settings (also accepted as keys of --config FILE)")
+def add_config_flags(parser, cls, title="settings (also accepted as keys of --config FILE)"):
+    """Adds one flag per config field, under `title`. Unset flags are absent from the parsed
+    namespace."""
+    group = parser.add_argument_group(title)
     for f in dataclasses.fields(cls):
         if not f.metadata.get("cli", True):
             continue

@@ -91,6 +91,10 @@ class Project:
             model as tensors in, probabilities out, with its documented pre-processing, for
             the LiteRT and ONNX exports; None when the model cannot be split so (those
             formats are then refused).
+        from_tables: text projects: `(config, train, val, source, info, transfer=None) ->
+            Data`, the data function's second half, from the `TextTable`s that
+            `tf_finetune.data.text_data.load_tables` read (see `text_data.make_data` for
+            `transfer`). `distill` needs it; None for other projects.
     """
 
     name: str
@@ -105,6 +109,7 @@ class Project:
     blocks: typing.Callable = None
     task: Task = dataclasses.field(default_factory=ClassificationTask)
     tensor_model: typing.Callable = None
+    from_tables: typing.Callable = None
 
     def import_model_code(self):
         """Imports the module of a `lazy` model factory, which registers the project's custom

@@ -191,7 +191,9 @@ def load_run(run_dir, project_name, config_class, *, flag="--run-dir"):
     record = run.check_project(project_name, flag)
     if not run.is_finished():
         raise UserError(f"{flag} {run.path} has no {BEST_CHECKPOINT} yet: train it (again) first.")
-    return run.read_config(config_class), record, keras.models.load_model(run.best_checkpoint)
+    # Without the training's compile state (loss, metrics, optimizer): what is loaded here
+    # predicts, and a distilled student's loss is not a Keras built-in.
+    return run.read_config(config_class), record, keras.models.load_model(run.best_checkpoint, compile=False)
 
 
 def read_history(run_dir):

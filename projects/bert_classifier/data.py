@@ -8,6 +8,10 @@ from tf_finetune.data import text_dataset
 
 def load_data(config, data_dir=None):
     """Returns `Data` for `config`: raw-text batches grouped by length."""
-    train, val, source, info = text_data.load_tables(config, data_dir)
-    return text_data.make_data(config, train, val, source, info,
+    return make_data(config, *text_data.load_tables(config, data_dir))
+
+
+def make_data(config, train, val, source, info, transfer=None):
+    """`Data` from train/validation `TextTable`s; `transfer`: see `text_data.make_data`."""
+    return text_data.make_data(config, train, val, source, info, transfer=transfer,
                                boundaries=text_dataset.fine_bucket_boundaries(config.max_length))

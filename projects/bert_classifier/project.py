@@ -22,4 +22,5 @@ PROJECT = Project(
     synthetic_inputs=text_data.synthetic_inputs,
     blocks=lazy("projects.bert_classifier.model:pretrained_blocks"),
     tensor_model=lazy("projects.bert_classifier.model:tensor_model"),
+    from_tables=lazy("projects.bert_classifier.data:make_data"),
 )

@@ -10,6 +10,8 @@ def load_data(config, data_dir=None):
     return make_data(config, train, val, source, info)
 
 
-def make_data(config, train, val, source, info):
-    """`Data` from train/validation `TextTable`s (the seed pads everything to max_length)."""
-    return text_data.make_data(config, train, val, source, info, adapt=True, bucket=config.model != "seed")
+def make_data(config, train, val, source, info, transfer=None):
+    """`Data` from train/validation `TextTable`s (the seed pads everything to max_length);
+    `transfer`: see `text_data.make_data`."""
+    return text_data.make_data(config, train, val, source, info, adapt=True, bucket=config.model != "seed",
+                               transfer=transfer)

@@ -18,4 +18,5 @@ PROJECT = Project(
     synthetic_inputs=text_data.synthetic_inputs,
     backbone=lazy("projects.sentiment_lstm.model:encoder"),
     tensor_model=lazy("projects.sentiment_lstm.model:tensor_model"),
+    from_tables=lazy("projects.sentiment_lstm.data:make_data"),
 )

@@ -6,6 +6,8 @@ python -m projects.<name> train    [--data-dir DIR] [--output-dir RUN] [--epochs
 python -m projects.<name> lr-find  [--data-dir DIR] [--config FILE] [--stage N] [--steps N] [--output-dir DIR]
 python -m projects.<name> tune     --space FILE [--tuner grid|random|bayesian|hyperband] [--max-trials N]
                                    [--objective NAME[:min|max]] [--tune-dir DIR] [--folds K] [settings...]
+python -m projects.<name> distill  --teacher RUN_OR_SAVEDMODEL [--temperature T] [--alpha A]
+                                   [--augment-copies N] [train's flags...]   (text classifiers)
 python -m projects.<name> evaluate --run-dir RUN [--data-dir DIR]
 python -m projects.<name> export   --run-dir RUN [--export-dir DIR] [--format saved_model litert onnx]
                                    [--quantize none float16 dynamic int8] [--data-dir DIR]
@@ -103,6 +105,9 @@ def build_parser(project):
     _add_export_flags(tune)
     config_lib.add_config_flags(tune, project.config_class)
 
+    if project.from_tables is not None:  # a text classifier can be a student
+        _add_distill_parser(subparsers, common, project)
+
     evaluate = subparsers.add_parser("evaluate", parents=[common], help="Print per-class metrics of a run's best model.")
     evaluate.add_argument("--run-dir", required=True, help="A run directory written by train.")
     evaluate.add_argument("--data-dir", help="Evaluate on the validation split of this data instead of the run's.")
@@ -128,6 +133,23 @@ def build_parser(project):
                               "decoding (default 40000000; 0 = no limit).")
     predict.add_argument("inputs", nargs="+", metavar="INPUT", help="Inputs: image files, or texts (@FILE: one text per line).")
     return parser
+
+
+def _add_distill_parser(subparsers, common, project):
+    from tf_finetune.distillation.settings import DistillSettings
+
+    distill = subparsers.add_parser(
+        "distill", parents=[common],
+        help="Train this project's model (the student) on a finished teacher's outputs (knowledge distillation): "
+             "the training texts and augmented copies, labelled once by the teacher (cached). Text classifiers.")
+    distill.add_argument("--data-dir", help="Data folder (default: $TF_FINETUNE_DATA/<dataset>, else the online source).")
+    distill.add_argument("--output-dir", help=f"Run directory (default: runs/{project.name}/distill-<timestamp>). Re-running with the same one resumes.")
+    distill.add_argument("--config", help="JSON or TOML file of the student's settings, as for train.")
+    distill.add_argument("--export-dir", help="Also export the student as a new numbered version here.")
+    distill.add_argument("--smoke", action="store_true", help="Smoke-sized data and student, as train --smoke.")
+    _add_export_flags(distill)
+    config_lib.add_config_flags(distill, DistillSettings, title="distillation")
+    config_lib.add_config_flags(distill, project.config_class)
 
 
 def _add_export_flags(parser):

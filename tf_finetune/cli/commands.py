@@ -1,4 +1,4 @@
-"""The four commands: `train`, `evaluate`, `export`, `predict`.
+"""The commands: `train`, `lr-find`, `tune`, `distill`, `evaluate`, `export`, `predict`.
 
 Each takes the `Project` and the parsed arguments. Everything that can reject the input runs
 before anything is written; TensorFlow is loaded only once the command needs it.
@@ -251,4 +251,12 @@ def _predict_tensors(path, raw):
             "probabilities": np.stack([probs for _, _, probs in predictions])}
 
 
-COMMANDS = {"train": train, "lr-find": lr_find, "tune": tune, "evaluate": evaluate, "export": export, "predict": predict}
+def distill(project, args):
+    """Knowledge distillation into this project's model (`tf_finetune.cli.distill`)."""
+    from tf_finetune.cli.distill import distill as run
+
+    return run(project, args)
+
+
+COMMANDS = {"train": train, "lr-find": lr_find, "tune": tune, "distill": distill, "evaluate": evaluate,
+            "export": export, "predict": predict}

@@ -22,7 +22,7 @@ logger = logging.getLogger("tf_finetune")
 
 
 def train_run(project, config, run_path, *, data_dir=None, smoke=False, export_dir=None, request=None,
-              record=None, quiet=False, head_cache=None):
+              record=None, quiet=False, head_cache=None, data_fn=None, fit_overrides=None):
     """Trains `config` into `run_path` (resuming it) and writes its report.
 
     The caller has checked the folder (`RunDir.check_resumable`) and loaded TensorFlow.
@@ -39,6 +39,9 @@ def train_run(project, config, run_path, *, data_dir=None, smoke=False, export_d
         head_cache: a dict shared by the runs of one search: a head-only first stage over
             unaugmented data then trains on the frozen backbone's outputs, computed once for
             all of them (`Trainer.fit`).
+        data_fn: `() -> Data`, instead of the project's data function.
+        fit_overrides: `(data) -> dict` of `Trainer.fit` arguments that replace the usual
+            ones (`train`, `val`, `loss`, `metrics`): e.g. a distillation's targets and loss.
 
     Returns:
         The validation report (`metrics.json`) as a dict.
@@ -55,19 +58,21 @@ def train_run(project, config, run_path, *, data_dir=None, smoke=False, export_d
     trainer = Trainer(config, run.path)  # before any TensorFlow op: see its strategy
     try:
         return _train(project, config, trainer, data_dir=data_dir, smoke=smoke, export_dir=export_dir,
-                      request=request, record=record or {}, quiet=quiet, head_cache=head_cache)
+                      request=request, record=record or {}, quiet=quiet, head_cache=head_cache, data_fn=data_fn,
+                      fit_overrides=fit_overrides)
     finally:
         if not trainer.is_chief:  # a worker's own copies of what the chief writes
             shutil.rmtree(trainer.out_dir, ignore_errors=True)
 
 
-def _train(project, config, trainer, *, data_dir, smoke, export_dir, request, record, quiet, head_cache):
+def _train(project, config, trainer, *, data_dir, smoke, export_dir, request, record, quiet, head_cache, data_fn,
+           fit_overrides):
     from tf_finetune.cli import commands
     from tf_finetune.training.strategy import describe_strategy
 
     # Only the chief of a multi-worker cluster writes to the run directory and the export
     # folder; the others do the same work (collectives need every worker) into `trainer.out`.
-    data = project.load_data(config, data_dir)
+    data = data_fn() if data_fn is not None else project.load_data(config, data_dir)
     classes = f", {len(data.class_names)} classes" if data.class_names else ""
     logger.info("Data: %s%s; %s", data.source, classes, data.info)
     model = trainer.build_model(lambda: project.build_model(config, data))
@@ -96,8 +101,10 @@ def _train(project, config, trainer, *, data_dir, smoke, export_dir, request, re
     if head_cache is not None and not getattr(data.augmentation, "is_random", data.augmentation is not None):
         # Unaugmented training data: a frozen backbone's outputs are the same every epoch.
         cache = dict(head_cache=head_cache, data_key=_data_key(config, data))
-    best = trainer.fit(model, data.train_batches or data.train, data.val, parts=parts, plan=plan,
-                       **project.task.compile_args(config), **cache)
+    fit = {"train": data.train_batches or data.train, "val": data.val, **project.task.compile_args(config)}
+    if fit_overrides is not None:
+        fit.update(fit_overrides(data))
+    best = trainer.fit(model, parts=parts, plan=plan, **fit, **cache)
     seconds = time.time() - start
 
     report = project.task.write_report(

@@ -126,12 +126,16 @@ def hold_out_test(config, train, info):
     return train, test
 
 
-def make_data(config, train, val, source, info, *, adapt=False, **batching):
+def make_data(config, train, val, source, info, *, adapt=False, transfer=None, **batching):
     """`Data` of raw-text batches grouped by length, from train/validation `TextTable`s.
 
     `batching` goes to `text_dataset.make_text_dataset` (e.g. `boundaries`, `bucket`) with
     the config's batch size and `max_length`; training batches are augmented as configured.
     `adapt=True` also hands the training texts to layers that learn from them (a vocabulary).
+    `transfer`, a function of the training `TextTable` (after the test hold-out) returning
+    `(texts, targets)`, replaces the training batches' texts and labels (a distillation's
+    transfer set and packed targets, `tf_finetune.distillation`); validation, calibration
+    and the vocabulary keep the training table's own.
     """
     import tensorflow as tf
 
@@ -140,13 +144,19 @@ def make_data(config, train, val, source, info, *, adapt=False, **batching):
     augmentation = make_augmentation(config)
     batching = dict(max_length=config.max_length, **batching)
     train, test = hold_out_test(config, train, info)
+    texts, targets = transfer(train) if transfer is not None else (train.texts, train.labels)
 
     def train_batches(seed, batch_size, reshuffle=False):
         return text_dataset.make_text_dataset(
-            train.texts, train.labels, shuffle=True, seed=seed, reshuffle=reshuffle,
+            texts, targets, shuffle=True, seed=seed, reshuffle=reshuffle,
             augmentation=augmentation, batch_size=batch_size, **batching)
 
+    calibration = None
+    if transfer is not None:
+        calibration = text_dataset.make_text_dataset(train.texts, train.labels, batch_size=config.batch_size,
+                                                     **batching)
     return Data(
+        calibration=calibration,
         train=train_batches(config.seed, config.batch_size, reshuffle=True),
         train_batches=train_batches,
         val=text_dataset.make_text_dataset(val.texts, val.labels, batch_size=config.batch_size, **batching),

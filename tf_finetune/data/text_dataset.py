@@ -73,11 +73,12 @@ def bucket_by_length(ds, lengths, length_fn, *, batch_size, boundaries, pad=Fals
 
 def make_text_dataset(texts, labels, *, batch_size, max_length, shuffle=False, seed=None,
                       augmentation=None, bucket=True, boundaries=None, reshuffle=True):
-    """A batched dataset of (1-D tf.string texts, int32 labels).
+    """A batched dataset of (1-D tf.string texts, int32 labels or float32 target rows).
 
     Args:
         texts: sequence of str.
-        labels: sequence of int class ids, one per text.
+        labels: sequence of int class ids, one per text, or a 2-D float array of targets
+            (one row per text: a distillation's packed targets).
         batch_size: texts per batch.
         max_length: the model's token limit; texts longer than this share the last bucket.
         shuffle: shuffle the texts (training).
@@ -100,7 +101,7 @@ def make_text_dataset(texts, labels, *, batch_size, max_length, shuffle=False, s
         raise ValueError("make_text_dataset needs at least one text. Received: texts=[]")
     lengths = word_counts(texts, max_length)
     ds = tf.data.Dataset.from_tensor_slices(
-        (tf.constant(list(texts), tf.string), tf.constant(list(labels), tf.int32),
+        (tf.constant(list(texts), tf.string), _labels_tensor(labels),
          tf.constant(lengths, tf.int32))
     )
     if shuffle:
@@ -123,3 +124,12 @@ def make_text_dataset(texts, labels, *, batch_size, max_length, shuffle=False, s
         ds = ds.map(lambda text, label: (augmentation(text, training=True), label),
                     num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _labels_tensor(labels):
+    import numpy as np
+    import tensorflow as tf
+
+    if isinstance(labels, np.ndarray) and labels.ndim == 2:
+        return tf.constant(labels, tf.float32)
+    return tf.constant(list(labels), tf.int32)
