@@ -259,9 +259,9 @@ def _merge_rows(old, new):
 # --- The accuracy scripts' command line ---
 
 
-def main(doc, project, rows, table, *, title, name=None):
+def main(doc, project, rows, table, *, title, results=None):
     """The accuracy benchmarks' command line: run the chosen rows (or read finished runs), print
-    the table, and record it in benchmarks/results/<name>.md (default: <project>.md).
+    the table, and record it in benchmarks/results/<results>.md (default: <project>.md).
 
     Args:
         doc: the script's docstring (its first line is the description; the paragraphs before
@@ -271,7 +271,7 @@ def main(doc, project, rows, table, *, title, name=None):
             `{name}` by the run directory of row `name` (for rows that start from another).
         table: `(run_dirs) -> markdown table`.
         title: the results file's title.
-        name: the results file's name, when it is not the project's.
+        results: the results file's name, when it is not the project's.
     """
     measured = stamp()  # Before training: the code the rows run.
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
@@ -307,4 +307,4 @@ def main(doc, project, rows, table, *, title, name=None):
     print(text)
     print()
     print(machine())
-    save(args, name or project, title, accuracy_intro(doc), text, measured)
+    save(args, results or project, title, accuracy_intro(doc), text, measured)

@@ -6,6 +6,7 @@ import os
 import pytest
 
 from projects.plant_cnn.project import PROJECT
+from tests.conftest import require_data
 from tests.conftest import write_image
 from tests.helpers import assert_export_command_works_in_a_fresh_process
 from tests.helpers import assert_one_line_error
@@ -14,6 +15,7 @@ from tests.helpers import assert_run_dir_complete
 from tests.helpers import assert_savedmodel_serves_like_keras
 from tests.helpers import run_cli
 from tests.helpers import smoke_train
+from tests.test_pruning import plan_toml
 from tf_finetune.cli import main
 from tf_finetune.run_dir import read_history
 
@@ -81,7 +83,8 @@ def test_corrupt_jpeg_among_good_ones_is_skipped_and_counted(tmp_path, capsys):
 
 @pytest.mark.parametrize("backbone, reason", [
     ("seed_cnn", "this model has no pretrained backbone to unfreeze"),
-    ("mobilenet_v2", "the top 20 layers of 'backbone' are trainable already"),
+    # ~40 s for a second reason line: run by hand (tests/test_trainer.py covers the plan).
+    pytest.param("mobilenet_v2", "the top 20 layers of 'backbone' are trainable already", marks=pytest.mark.slow),
 ])
 def test_weights_none_trains_in_one_phase_and_logs_why_once(image_folder_factory, tmp_path, backbone, reason):
     run_dir = str(tmp_path / "run")
@@ -134,3 +137,31 @@ def _bad_case(tmp_path, case):
 def test_bad_input_is_one_line_and_nonzero_exit(tmp_path, case):
     args, expected = _bad_case(tmp_path, case)
     assert_one_line_error(run_cli("plant_cnn", *args), expected, run_dir=tmp_path / "run")
+
+
+def test_a_smoke_run_with_a_pruning_stage_exports_its_sparsity_beside_int8(tmp_path, capsys, caplog):
+    """The seed CNN on the real images: a fit stage, then a pruning stage whose end step, past
+    the smoke run's steps, is clipped so that it still reaches 80%; the SavedModel and LiteRT
+    float and int8 files in one version, export.json with the sparsity and gzip sizes."""
+    data_dir = require_data("plantvillage")
+    run, exports = str(tmp_path / "run"), str(tmp_path / "exports")
+    with caplog.at_level("INFO"):
+        status = main(PROJECT, ["train", "--config", plan_toml(tmp_path, epochs=2), "--data-dir", data_dir, "--smoke",
+                                "--backbone", "seed_cnn", "--image-size", "32", "--max-examples-per-class", "8",
+                                "--output-dir", run, "--export-dir", exports, "--format", "saved_model", "litert",
+                                "--quantize", "none", "int8", "--calibration-examples", "16",
+                                "--max-accuracy-drop", "100"])
+    assert status == 0
+    assert "its pruning schedule (steps 0 to 500) is clipped to steps 0 to" in caplog.text
+    with open(os.path.join(exports, "1", "export.json")) as f:
+        info = json.load(f)
+    pruned = info["pruning"]
+    assert pruned["target_sparsity"] == 0.8 and pruned["sparsity"] == pytest.approx(0.8, abs=1e-3)
+    assert set(pruned["layers"]) == {"conv2d_1", "conv2d_2", "dense", "predictions"}  # conv2d: 864 weights
+    assert all(entry["sparsity"] == pytest.approx(0.8, abs=1e-3) for entry in pruned["layers"].values())
+    formats = info["formats"]
+    assert set(formats) == {"saved_model", "model.tflite", "model_int8.tflite"}
+    for entry in formats.values():  # 80% zeros: gzip takes most of every file off
+        assert entry["gzip_bytes"] < 0.5 * entry["bytes"], entry
+    assert formats["model.tflite"]["max_abs_diff"] <= 1e-4
+    assert read_history(run)["sparsity"][-1] == pytest.approx(0.8, abs=1e-3)

@@ -121,7 +121,7 @@ class TranslationTask:
                 )
             return 0.0
 
-        return saved_model.export_serving(model, serve, export_dir=export_dir, verify=verify)
+        return saved_model.export_serving(model, serve, export_dir=export_dir, verify=verify, plan=record.get("plan"))
 
     def format_predictions(self, names, outputs, as_json=False):
         lines = []

@@ -3,6 +3,7 @@
 - `applications`: `keras.applications` backbones by name, with offline ImageNet weights.
 - `freezing`: freeze and unfreeze layers, BatchNorm kept in inference mode.
 - `frozen_prefix`: `FrozenPrefix`, a model's frozen bottom that the trainer computes once.
+- `pruning`: magnitude pruning (Zhu & Gupta), masks kept at zero every step, stripped for export.
 """
 
 from tf_finetune._lazy import exports
@@ -20,4 +21,8 @@ __getattr__, __dir__, __all__ = exports(__name__, {
     "FrozenPrefix": "frozen_prefix",
     "find_frozen_prefix": "frozen_prefix",
     "split_model": "frozen_prefix",
+    "Pruner": "pruning",
+    "prunable_kernels": "pruning",
+    "sparsity_report": "pruning",
+    "strip": "pruning",
 })

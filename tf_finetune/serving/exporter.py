@@ -10,6 +10,10 @@ EXPORT_DIR/<version>/
   export.json, README.md                          the figures of every format; the model card
 ```
 
+`export.json` gives each file's raw and gzip size (`bytes`, `gzip_bytes`; a SavedModel's as a
+tar of its files) and, for a run whose plan pruned, a `pruning` section: the pruned kernels'
+sparsity, each and overall, and the plan's target (`tf_finetune.models.pruning`).
+
 Everything is written to a reserved temporary folder (`serving.versions`), checked, and only
 then renamed. The checks, on the run's validation set:
 
@@ -104,6 +108,7 @@ def export(model, *, project, config, record, export_dir, request, examples, dat
     Returns:
         `(path of the version folder, the export.json record)`.
     """
+    from tf_finetune.models import pruning
     from tf_finetune.serving import saved_model
     from tf_finetune.serving import versions
 
@@ -131,7 +136,7 @@ def export(model, *, project, config, record, export_dir, request, examples, dat
                 assets={"labels.txt": "".join(f"{name}\n" for name in class_names)})
             diff = saved_model.verify(tmp, model, project.preprocess(config), examples, 1e-5)
             info["formats"]["saved_model"] = {
-                "file": "saved_model.pb", "bytes": _folder_bytes(tmp), "inputs": "raw (1-D tf.string)",
+                "file": "saved_model.pb", **saved_model.sizes(tmp), "inputs": "raw (1-D tf.string)",
                 "verified_on": f"{len(examples)} raw validation inputs", "max_abs_diff": diff}
         if tensor_model is not None:
             info["validation"] = {"examples": len(validation.labels),
@@ -146,6 +151,9 @@ def export(model, *, project, config, record, export_dir, request, examples, dat
                 info["formats"][name] = entry
             if validation.raw:
                 info["validation"]["client_agreement"] = _check_client_preprocessing(tmp, validation)
+        summary = pruning.export_summary(model, record.get("plan"))
+        if summary is not None:
+            info["pruning"] = summary
         info["config"] = config.to_dict()
         files.write_json(info, os.path.join(tmp, "export.json"))
         from tf_finetune.serving import model_card
@@ -249,6 +257,7 @@ def _run(path, validation, request):
 
 def _litert(folder, tensor_model, quantize, validation, data, request):
     from tf_finetune.serving import litert
+    from tf_finetune.serving import saved_model
 
     calibration = (_calibration(tensor_model, data, request.calibration_examples) if quantize == "int8" else None)
     try:
@@ -263,7 +272,7 @@ def _litert(folder, tensor_model, quantize, validation, data, request):
     with open(path, "wb") as f:
         f.write(content)
     entry = {"file": name, "format": "litert", "quantize": quantize, "bytes": len(content),
-             "batch": batch or "any"}
+             "gzip_bytes": saved_model.gzip_bytes(path), "batch": batch or "any"}
     if quantize == "int8":
         entry["calibration_examples"] = request.calibration_examples
         entry["int8_io"] = request.int8_io
@@ -274,6 +283,7 @@ def _litert(folder, tensor_model, quantize, validation, data, request):
 
 def _onnx(folder, tensor_model, validation, request):
     from tf_finetune.serving import onnx
+    from tf_finetune.serving import saved_model
 
     try:
         content = onnx.convert(tensor_model)
@@ -284,7 +294,8 @@ def _onnx(folder, tensor_model, validation, request):
     path = os.path.join(folder, onnx.FILE)
     with open(path, "wb") as f:
         f.write(content)
-    entry = {"file": onnx.FILE, "format": "onnx", "quantize": "none", "bytes": len(content), "batch": "any"}
+    entry = {"file": onnx.FILE, "format": "onnx", "quantize": "none", "bytes": len(content),
+             "gzip_bytes": saved_model.gzip_bytes(path), "batch": "any"}
     _check(entry, path, validation, request, tolerance=request.tolerance)
     return onnx.FILE, entry
 
@@ -353,18 +364,6 @@ def _first_line(error):
     """A converter error's first line (they run to pages), or its type."""
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
-
-
-def _folder_bytes(folder):
-    """Bytes of the SavedModel files in `folder` (saved_model.pb, variables/, assets/)."""
-    total = os.path.getsize(os.path.join(folder, "saved_model.pb"))
-    for sub in ("variables", "assets", "fingerprint.pb"):
-        path = os.path.join(folder, sub)
-        if os.path.isfile(path):
-            total += os.path.getsize(path)
-        for root, _, names in os.walk(path):
-            total += sum(os.path.getsize(os.path.join(root, n)) for n in names)
-    return total
 
 
 def _describe(entry):

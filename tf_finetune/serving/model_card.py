@@ -29,6 +29,11 @@ def render(info, spec):
         f"- Classes ({len(info['class_names'])}, in output order; also `labels.txt`): "
         + ", ".join(f"`{c}`" for c in info["class_names"]),
     ]
+    if "pruning" in info:
+        p = info["pruning"]
+        lines.append(f"- Pruned by weight magnitude to {100 * p['target_sparsity']:.0f}%: "
+                     f"{100 * p['sparsity']:.1f}% of the weights of {len(p['layers'])} kernels are zeros (`pruning` "
+                     "in `export.json`); the `gzip_bytes` of each file show what they save.")
     if "validation" in info:
         v = info["validation"]
         lines.append(f"- Checked on {v['examples']} validation examples; the Keras model's accuracy there: "

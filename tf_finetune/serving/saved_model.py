@@ -15,10 +15,17 @@ The export is written to a temporary folder beside the target, reloaded with pla
 (max abs difference <= `tolerance`). Only then is it renamed to its version number, so a
 failed export never leaves a half-written version behind. `export_serving` is that path for
 any other serving function (e.g. translation's, which returns strings).
+
+A model trained with pruning (its run's plan prunes) also gets `pruning.json` beside the
+SavedModel, written before the version is published: the pruned kernels' sparsity
+(`tf_finetune.models.pruning.export_summary`) and the SavedModel's raw and gzip sizes.
 """
 
+import gzip
+import io
 import logging
 import os
+import tarfile
 
 import numpy as np
 
@@ -27,6 +34,8 @@ from tf_finetune import files
 logger = logging.getLogger(__name__)
 
 SIGNATURE = "serving_default"
+# What a SavedModel folder is made of (an export folder may hold other formats beside it).
+FILES = ("saved_model.pb", "fingerprint.pb", "variables", "assets")
 
 
 def check_export_dir(export_dir):
@@ -34,7 +43,7 @@ def check_export_dir(export_dir):
     return files.check_writable_folder(export_dir, "--export-dir", "the versions")
 
 
-def export_classifier(model, *, preprocess, class_names, export_dir, examples, tolerance=1e-5):
+def export_classifier(model, *, preprocess, class_names, export_dir, examples, tolerance=1e-5, plan=None):
     """Exports `model` as a raw-input classifier SavedModel; returns the version's path.
 
     Args:
@@ -44,11 +53,12 @@ def export_classifier(model, *, preprocess, class_names, export_dir, examples, t
         export_dir: the folder holding numbered versions (created if needed).
         examples: a list of raw inputs (bytes or str) used to verify the export.
         tolerance: the largest allowed abs difference between Keras and SavedModel outputs.
+        plan: the run's stages (run.json's `plan`): when they prune, `pruning.json` is written.
     """
     return export_serving(
         model, classifier_serving(model, preprocess, class_names), export_dir=export_dir,
         verify=lambda path: verify(path, model, preprocess, examples, tolerance),
-        assets={"labels.txt": "".join(f"{name}\n" for name in class_names)},
+        assets={"labels.txt": "".join(f"{name}\n" for name in class_names)}, plan=plan,
     )
 
 
@@ -66,7 +76,7 @@ def classifier_serving(model, preprocess, class_names):
     return serve
 
 
-def export_serving(model, serve, *, export_dir, verify, assets=None):
+def export_serving(model, serve, *, export_dir, verify, assets=None, plan=None):
     """Exports `serve` as the `serving_default` of a new numbered SavedModel version.
 
     The shared path of every SavedModel-only export: write into a reserved temporary folder
@@ -81,12 +91,21 @@ def export_serving(model, serve, *, export_dir, verify, assets=None):
         export_dir: the folder holding numbered versions (created if needed).
         verify: `(path) -> float`, called on the written, not yet renamed, SavedModel.
         assets: text files to write under `assets/`.
+        plan: the run's stages (run.json's `plan`): when they prune, `pruning.json` records the
+            sparsity and the sizes.
     """
+    from tf_finetune.models import pruning
     from tf_finetune.serving import versions
 
     with versions.published(export_dir) as (version, tmp, final):
         write_saved_model(model, serve, tmp, assets)
         diff = verify(tmp)
+        summary = pruning.export_summary(model, plan)
+        if summary is not None:
+            size = sizes(tmp)
+            files.write_json({**summary, "formats": {"saved_model": size}}, os.path.join(tmp, "pruning.json"))
+            logger.info("Pruned kernels: %.1f%% zeros; the SavedModel is %.2f MB, %.2f MB gzipped.",
+                        100 * summary["sparsity"], size["bytes"] / 1e6, size["gzip_bytes"] / 1e6)
     logger.info("Exported version %d to %s (max |SavedModel - Keras| = %.2e).", version, final, diff)
     return final
 
@@ -109,6 +128,50 @@ def write_saved_model(model, serve, path, assets=None):
     for name, text in (assets or {}).items():
         with open(os.path.join(path, "assets", name), "w", encoding="utf-8") as f:
             f.write(text)
+
+
+def sizes(folder):
+    """`{"bytes", "gzip_bytes"}` of the SavedModel in `folder`: its files, and a tar of them
+    gzipped (how a folder ships; a pruned model's zeros show there)."""
+    paths = [os.path.join(folder, name) for name in FILES if os.path.exists(os.path.join(folder, name))]
+    total = 0
+    for path in paths:
+        if os.path.isfile(path):
+            total += os.path.getsize(path)
+        for root, _, names in os.walk(path):
+            total += sum(os.path.getsize(os.path.join(root, name)) for name in names)
+    return {"bytes": total, "gzip_bytes": gzip_bytes(paths)}
+
+
+def gzip_bytes(paths):
+    """Bytes of `paths` compressed as the `gzip` command does (level 6): one file as it is, else
+    a tar of them (folders with their contents, in sorted order). Level 9 saves 10% more on a
+    pruned model and takes 15 times as long (100 s for a 100 MB SavedModel on 2 cores)."""
+    counter = _Counter()
+    with gzip.GzipFile(fileobj=counter, mode="wb", compresslevel=6, mtime=0) as compressed:
+        if isinstance(paths, str):
+            with open(paths, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    compressed.write(chunk)
+        else:
+            with tarfile.open(fileobj=compressed, mode="w|") as tar:
+                for path in sorted(paths):
+                    tar.add(path, arcname=os.path.basename(path))
+    return counter.count
+
+
+class _Counter(io.RawIOBase):
+    """A writable stream that only counts the bytes written to it."""
+
+    def __init__(self):
+        self.count = 0
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        self.count += len(data)
+        return len(data)
 
 
 def verify(path, model, preprocess, examples, tolerance):

@@ -61,7 +61,7 @@ class ClassificationTask:
         from tf_finetune.serving import saved_model
 
         return saved_model.export_classifier(model, preprocess=preprocess, class_names=record["class_names"],
-                                        export_dir=export_dir, examples=examples)
+                                        export_dir=export_dir, examples=examples, plan=record.get("plan"))
 
     def format_predictions(self, names, outputs, as_json=False):
         """One line per input: `label<TAB>probability<TAB>input`, or a JSON object (as the

@@ -4,8 +4,9 @@ The trainer copies the variables that can change (`Backup.state`) to NumPy with 
 TensorFlow op and writes them with one `np.savez`:
 
 ```
-BACKUP/latest.npz     after every epoch: those model variables, the optimizer's, and where
-                      the run is (stage, epochs done, the best value, the plateau counters)
+BACKUP/latest.npz     after every epoch: those model variables, the optimizer's, a pruning
+                      run's masks, and where the run is (stage, epochs done, the best value,
+                      the plateau counters)
 BACKUP/previous.npz   the latest before it
 BACKUP/best.npz       when the monitored value improves: the same model variables then
 BACKUP/best_previous.npz
@@ -126,23 +127,32 @@ class Backup:
         return read_variables(variables)
 
     def write_latest(self, optimizer, meta):
+        """Writes the latest backup: the held model variables, the optimizer's, and `meta`; a
+        pruning run's masks, `meta["masks"]` = `{name: array}`, go after the optimizer's
+        variables (the file's meta keeps their names)."""
         if self.write_files:
+            masks = meta.get("masks") or {}
             write(os.path.join(self.directory, LATEST),
-                  [*self.snapshot(), *read_variables(optimizer.variables)],
-                  {**meta, "indices": self.indices, "model_count": len(self.indices)})
+                  [*self.snapshot(), *read_variables(optimizer.variables), *masks.values()],
+                  {**meta, "indices": self.indices, "model_count": len(self.indices), "masks": list(masks)})
 
     def write_best(self, arrays, meta):
         if self.write_files:
             write(os.path.join(self.directory, BEST), arrays, {**meta, "indices": self.indices})
 
     def read_latest(self):
-        """`(meta, model arrays, optimizer arrays)` of the newest readable backup, or None."""
+        """`(meta, model arrays, optimizer arrays)` of the newest readable backup, or None.
+
+        A pruning run's masks come back as they were given, `meta["masks"]` = `{name: array}`
+        (empty for a backup without them, such as one written before pruning existed).
+        """
         found = read_newest(os.path.join(self.directory, LATEST))
         if found is None:
             return None
         arrays, meta = found
-        n = meta["model_count"]
-        return meta, arrays[:n], arrays[n:]
+        n, names = meta["model_count"], meta.get("masks", [])
+        end = len(arrays) - len(names)
+        return {**meta, "masks": dict(zip(names, arrays[end:]))}, arrays[:n], arrays[n:end]
 
     def read_best(self):
         """`(meta, model arrays)` of the best snapshot, or None."""

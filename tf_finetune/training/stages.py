@@ -52,8 +52,25 @@ Shorthands (`technique = ...`) expand into stages, recorded in full in `run.json
   and with one optimizer throughout (Smith et al. 2018: grow the batch instead of decaying
   the rate).
 
+Any stage can also prune (`tf_finetune.models.pruning`): `prune_sparsity = 0.8` zeroes the
+smallest-magnitude 80% of each chosen kernel by the stage's `prune_end_step`, following Zhu &
+Gupta's cubic schedule from `prune_begin_step` and remaking the masks every
+`prune_frequency` steps (steps count from the stage's first); masks stay for the rest of the
+run, and a later pruning stage starts from the sparsity reached:
+
+```toml
+[[stages]]                      # after the stages that fit the model
+name = "prune"
+epochs = 5
+trainable = "all"
+learning_rate = 1e-4
+prune_sparsity = 0.8
+prune_end_step = 200            # default -1: the stage's last step
+prune_frequency = 8
+```
+
 No TensorFlow here: plans are checked when the config is read, and against the model (its
-blocks, layer names, LoRA targets) before anything is written.
+blocks, layer names, LoRA targets, prunable layers) before anything is written.
 """
 
 import dataclasses
@@ -93,6 +110,15 @@ class Stage:
             `learning_rate` (the optimizer switch; SGD only).
         continue_optimizer: keep the previous stage's optimizer, its state and its rate,
             instead of a fresh one (the batch ramp); the trainable part must be the same.
+        prune_sparsity: when > 0, the sparsity the stage prunes its kernels to, in [0, 1)
+            (`tf_finetune.models.pruning`); masks made stay for the rest of the run.
+        prune_begin_step, prune_end_step: the steps of the stage (from its first, 0) where the
+            schedule starts from the kernels' current sparsity and reaches `prune_sparsity`;
+            -1 = the stage's last step. Steps past the stage's are clipped to it.
+        prune_frequency: steps between mask updates (also made at the begin and end steps).
+        prune_layers: names of the layers to prune; by default every Dense, EinsumDense and
+            convolution kernel with at least `prune_min_params` parameters.
+        prune_min_params: the smallest kernel pruned by default (1,000).
     """
 
     name: str
@@ -112,6 +138,12 @@ class Stage:
     advance_patience: int = 0
     derive_learning_rate: bool = False
     continue_optimizer: bool = False
+    prune_sparsity: float = 0.0
+    prune_begin_step: int = 0
+    prune_end_step: int = -1
+    prune_frequency: int = 100
+    prune_layers: typing.Tuple[str, ...] = ()
+    prune_min_params: int = 1000
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -199,6 +231,11 @@ def expand(config, num_blocks=None):
         if stage.derive_learning_rate and (index == 0 or plan[index - 1].optimizer not in ("adam", "adamw")):
             raise UserError(f"stage {index + 1} ({stage.name!r}), field derive_learning_rate: the rate is derived "
                             "from the stage before's Adam state, so that stage must use adam or adamw.")
+    pruning = next((index for index, stage in enumerate(plan) if stage.prune_sparsity > 0), None)
+    if pruning is not None and any(stage.trainable_kind == "lora" for stage in plan):
+        raise UserError(f"stage {pruning + 1} ({plan[pruning].name!r}), field prune_sparsity: pruning and LoRA "
+                        "do not combine in one plan (an adapted layer exports its kernel plus a dense low-rank "
+                        "product, which undoes the zeros): prune in a plan without lora:R stages.")
     names = [stage.name for stage in plan]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -307,7 +344,7 @@ def _coerce(where, name, value):
             raise TypeError
         return tuple(value)
     except (TypeError, ValueError):
-        kind = getattr(expected, "__name__", "list of names")
+        kind = expected.__name__ if isinstance(expected, type) else "list of names"
         raise UserError(f"{where}, field {name}: must be a {kind}. Received: {name}={value!r}") from None
 
 
@@ -351,6 +388,17 @@ def _check_values(where, stage):
         bad("lora_alpha", "must be >= 0 (0 = the rank)")
     if stage.derive_learning_rate and stage.optimizer != "sgd":
         bad("derive_learning_rate", "derives an SGD rate: set optimizer = \"sgd\" too")
+    if not 0.0 <= stage.prune_sparsity < 1.0:
+        bad("prune_sparsity", "must be in [0, 1)")
+    if stage.prune_begin_step < 0:
+        bad("prune_begin_step", "must be >= 0 (a step of the stage, counted from its first)")
+    if stage.prune_end_step != -1 and stage.prune_end_step <= stage.prune_begin_step:
+        bad("prune_end_step", f"an end step before the begin step: must be after prune_begin_step "
+                              f"({stage.prune_begin_step}), or -1 for the stage's last step")
+    if stage.prune_frequency < 1:
+        bad("prune_frequency", "must be at least 1 (steps between mask updates)")
+    if stage.prune_min_params < 0:
+        bad("prune_min_params", "must be >= 0")
 
 
 def _check_technique(where, technique, spec):

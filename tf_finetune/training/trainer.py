@@ -22,6 +22,11 @@ would, whatever Keras does with iterators.
 A model with a `tf_finetune.models.FrozenPrefix` trains on that frozen bottom's outputs,
 computed once (`cache_frozen_prefix`, on by default): each epoch runs only the layers above.
 
+A stage with `prune_sparsity` prunes (`tf_finetune.models.pruning`): its masks are remade on
+schedule by a callback and applied after every optimizer step in the graph; they stay for the
+rest of the run, are part of every backup, and only epochs at the plan's final sparsity may be
+kept as the best. The saved model is an ordinary one with zeros.
+
 Re-running with the same run directory resumes after the last finished epoch, in any stage,
 from the newest intact backup (`tf_finetune.training.backup`). Everything is written to the
 run directory (`tf_finetune.run_dir`).
@@ -45,6 +50,7 @@ from tf_finetune.errors import UserError
 from tf_finetune.models import freezing
 from tf_finetune.models import frozen_prefix
 from tf_finetune.models import lora
+from tf_finetune.models import pruning
 from tf_finetune.models import trainable
 from tf_finetune.models.trainable import Parts
 from tf_finetune.run_dir import RunDir
@@ -177,6 +183,7 @@ class Trainer:
             # A batch larger than the data only matters when a plan sets it (a ramp, say); the
             # flat --batch-size has always meant one partial batch then.
             train_examples=train_examples if c.stages else None)
+        pruning.check_plan(plan, model)
         return plan
 
     # --- Fit ---
@@ -228,6 +235,7 @@ class Trainer:
             train, val = _one_hot(train, num_classes), _one_hot(val, num_classes)
         distributed.prepare_for_multi_worker(fit_model, self.strategy)  # keras#20585
         log = EpochLog(self.out.history_file, self.out.logs_dir)
+        pruned = pruning.PlanPruning(plan, model)
         mode = "min" if c.monitor.endswith("loss") else "max"
         best_value = None if best is None else best[0]["value"]
         finished, epoch, optimizer, restored = [], 0, None, True
@@ -236,6 +244,8 @@ class Trainer:
             described = trainable.apply(model, stage.trainable, parts, as_built,
                                         lora_alpha=stage.lora_alpha, lora_targets=stage.lora_targets)
             backups.track(model.trainable_variables)
+            with self.strategy.scope():
+                pruned.add_stage(index)  # its masks, for a stage done before too (the backup has them)
             if index in done_before:  # done in an earlier process: its structure is replayed
                 record = done_before[index]
                 finished.append(record)
@@ -273,12 +283,13 @@ class Trainer:
             self.compile(stage_model, optimizer, loss=loss, metrics=metrics, weighted_metrics=weighted_metrics)
             stalls = Plateau(mode)
             lowering = Plateau(mode)
-            done, ending = 0, None
+            done, ending, prune_initial = 0, None, None
             if latest is not None:
                 meta, model_arrays, optimizer_arrays = latest
                 source = os.path.join(self.run.backup_dir, backup_lib.LATEST)
                 with self.strategy.scope():
                     backups.restore(meta, model_arrays, source=source)
+                    pruned.load(meta["masks"])
                     if resumed or (stage.continue_optimizer and meta["stage"] == index - 1):
                         optimizer.build(stage_model.trainable_variables)
                         backup_lib.assign(optimizer.variables, optimizer_arrays, source=source)
@@ -288,9 +299,14 @@ class Trainer:
                         ending = None  # continued with a larger budget (Hyperband's next round)
                     stalls, lowering = Plateau(mode, **meta["stalls"]), Plateau(mode, **meta["lowering"])
                     _set_scale(optimizer, meta.get("lr_scale", 1.0))
+                    prune_initial = meta.get("prune_initial")
                     logger.info("Resuming stage %d (%s) after epoch %d of %d (backup in %s).",
                                 index + 1, stage.name, done, stage.epochs, self.run.backup_dir)
                 latest = None
+            if pruned.active:
+                pruned.start_stage(index, _cardinality(_epoch_batches(stage_train, epoch_seed(c.seed, index, 0),
+                                                                      stage.batch_size, c.batch_size)),
+                                   initial=prune_initial)
             logger.info("Stage %d/%d (%s): %d epochs training %s; %s; %s, batch %d.", index + 1, len(plan),
                         stage.name, stage.epochs, described, freezing.format_trainable_summary(model),
                         _describe_rate(stage, peak), stage.batch_size)
@@ -300,13 +316,20 @@ class Trainer:
                     g = first_epoch + e
                     batches = _epoch_batches(stage_train, epoch_seed(c.seed, index, e), stage.batch_size,
                                              c.batch_size)
-                    logs = self._fit_epoch(stage_model, batches, stage_val, g, len(plan), index, stage, e)
+                    logs = self._fit_epoch(stage_model, batches, stage_val, g, len(plan), index, stage, e,
+                                           callbacks=pruned.callbacks(e))
+                    logs.update(pruned.logs())
                     log.write(g, stage.name, logs)
                     value = logs.get(c.monitor)
                     if value is None and g == 0:
                         logger.warning("%s is not in the epoch logs (%s); the last epoch counts as the best.",
                                        c.monitor, ", ".join(sorted(logs)))
-                    if value is None or best_value is None or Plateau(mode, best_value).update(value):
+                    # A pruning run keeps an epoch as the best only once at its final sparsity.
+                    eligible = pruned.counts_as_best(index, e + 1)
+                    if pruned.active and eligible and not pruned.counts_as_best(index, e):
+                        logger.info("Pruning reached the plan's final sparsity: from this epoch on, epochs can be "
+                                    "kept as the best model.")
+                    if eligible and (value is None or best_value is None or Plateau(mode, best_value).update(value)):
                         best_value = None if value is None else float(value)
                         arrays = backups.snapshot(backup_lib.moving_averages(optimizer))
                         best = ({"value": best_value, "epoch": g + 1, "indices": backups.indices}, arrays)
@@ -328,7 +351,8 @@ class Trainer:
                         _finalize_ema(optimizer, stage_model)
                     backups.write_latest(optimizer, {
                         "stage": index, "epochs_done": g + 1, "best": best_value, "stalls": stalls.state(),
-                        "lowering": lowering.state(), "lr_scale": _scale(optimizer), "ended": ending})
+                        "lowering": lowering.state(), "lr_scale": _scale(optimizer), "ended": ending,
+                        **pruned.state()})
                     if ending:
                         logger.info("Stage %d (%s) ends after %d of %d epochs: %s.", index + 1, stage.name,
                                     e + 1, stage.epochs, ending)
@@ -350,6 +374,7 @@ class Trainer:
         if best is not None and c.checkpoint == "best":
             meta, arrays = best
             backups.restore(meta, arrays, source=os.path.join(self.run.backup_dir, backup_lib.BEST))
+        pruned.finish()  # an ordinary model, its pruned weights zeros
         with files.atomic_path(self.out.best_checkpoint) as temp_path:
             model.save(temp_path)
         # A run the budget cut short keeps its backup: a larger budget continues it exactly.
@@ -357,16 +382,17 @@ class Trainer:
             shutil.rmtree(self.run.backup_dir, ignore_errors=True)
         return model
 
-    def _fit_epoch(self, model, batches, val, epoch, stages, index, stage, epoch_in_stage):
-        """Fits `model` for run epoch `epoch` on `batches`; returns the epoch's logs."""
+    def _fit_epoch(self, model, batches, val, epoch, stages, index, stage, epoch_in_stage, callbacks=()):
+        """Fits `model` for run epoch `epoch` on `batches` (with `callbacks` first); returns the
+        epoch's logs."""
         verbose = 1 if sys.stdout.isatty() else 2
         print(f"Epoch {epoch + 1} (stage {index + 1}/{stages} {stage.name}: {epoch_in_stage + 1}/{stage.epochs})",
               flush=True)
-        callbacks = [_EpochProgress(), keras.callbacks.TerminateOnNaN()]
-        if getattr(model.optimizer, "use_ema", False):
-            # Validation runs on the weights' moving average, so the logged val_* are the
-            # average's; the best snapshot reads the average itself.
-            callbacks.insert(0, keras.callbacks.SwapEMAWeights())
+        ema = [keras.callbacks.SwapEMAWeights()] if getattr(model.optimizer, "use_ema", False) else []
+        # Validation runs on the weights' moving average, so the logged val_* are the
+        # average's; the best snapshot reads the average itself. The given callbacks (a
+        # pruning run's, which masks the average) run before the swap.
+        callbacks = [*callbacks, *ema, _EpochProgress(), keras.callbacks.TerminateOnNaN()]
         rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
         start = time.time()
         history = model.fit(batches, validation_data=val, initial_epoch=epoch, epochs=epoch + 1,
@@ -403,7 +429,7 @@ class Trainer:
         are kept in `store` by data (`data_key`) and backbone weights."""
         c = self.config
         if (not c.cache_frozen_prefix or parts.backbone is None or (len(plan) > 1 and plan[1].continue_optimizer)
-                or self.strategy.num_replicas_in_sync != 1):
+                or self.strategy.num_replicas_in_sync != 1 or plan[0].prune_sparsity > 0):
             return None
         split = frozen_prefix.split_after(model, parts.backbone)
         if split is None or split[0].trainable_weights:  # the backbone trains in this stage
