@@ -192,6 +192,7 @@ def test_concurrent_reservations_get_distinct_versions(tmp_path):
     assert_export_versions(str(tmp_path), [str(v) for v in range(1, 9)])
 
 
+@pytest.mark.slow  # ~40 s; test_concurrent_reservations_get_distinct_versions covers the reservations
 def test_two_export_commands_at_once_write_two_whole_versions(plant_run, tmp_path):
     export_dir = str(tmp_path / "exports")
     child = dict(os.environ, TF_FINETUNE_OFFLINE="1")

@@ -1,4 +1,4 @@
-"""Executes every notebook top to bottom; any cell error fails the suite."""
+"""Executes every project notebook top to bottom; any cell error fails the suite."""
 
 import glob
 import os
@@ -9,11 +9,15 @@ from nbclient import NotebookClient
 
 from tests.conftest import REPO
 
-NOTEBOOKS = sorted(glob.glob(os.path.join(REPO, "notebooks", "*.ipynb")))
+# The technique notebooks run in tests/test_notebooks_techniques.py: another file, so that
+# pytest-xdist (--dist loadfile) can give the two halves to two workers.
+TECHNIQUES = ("distillation_and_pruning.ipynb", "fine_tuning_plans.ipynb", "hyperparameter_search.ipynb")
+NOTEBOOKS = sorted(p for p in glob.glob(os.path.join(REPO, "notebooks", "*.ipynb"))
+                   if os.path.basename(p) not in TECHNIQUES)
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=[os.path.basename(p) for p in NOTEBOOKS])
-def test_notebook_runs(path, shared_data, monkeypatch):
+def run_notebook(path, shared_data, monkeypatch):
+    """Executes the notebook at `path` top to bottom (it must be committed without outputs)."""
     monkeypatch.setenv("TF_FINETUNE_DATA", shared_data)
     monkeypatch.setenv("MPLBACKEND", "Agg")
     with open(path, encoding="utf-8") as f:
@@ -22,3 +26,13 @@ def test_notebook_runs(path, shared_data, monkeypatch):
         "commit notebooks without outputs"
     NotebookClient(notebook, timeout=300, kernel_name="python3",
                    resources={"metadata": {"path": os.path.dirname(path)}}).execute()
+
+
+def test_every_notebook_is_run_by_one_of_the_two_files():
+    every = {os.path.basename(p) for p in glob.glob(os.path.join(REPO, "notebooks", "*.ipynb"))}
+    assert every == {os.path.basename(p) for p in NOTEBOOKS} | set(TECHNIQUES)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[os.path.basename(p) for p in NOTEBOOKS])
+def test_notebook_runs(path, shared_data, monkeypatch):
+    run_notebook(path, shared_data, monkeypatch)
