@@ -52,6 +52,7 @@ def test_help_takes_well_under_a_second_and_a_half():
     assert min(seconds() for _ in range(3)) < 1.5
 
 
+@pytest.mark.slow  # ~25 s: two full start-ups of TensorFlow
 def test_tensorflow_start_up_lines_show_with_verbose_only(tmp_path):
     # predict loads TensorFlow before it finds there is no model. run_cli leaves
     # TF_CPP_MIN_LOG_LEVEL unset, as a user would.

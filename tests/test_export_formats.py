@@ -212,6 +212,7 @@ def _limit_file_size():
     resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
 
 
+@pytest.mark.slow  # ~30 s; the atomic publishing it relies on is tested by the reservation tests
 def test_a_disk_that_fills_up_leaves_no_version_behind(plant_run, tmp_path):
     export_dir = str(tmp_path / "exports")
     os.makedirs(export_dir)

@@ -88,6 +88,7 @@ def uninterrupted(tmp_path_factory):
     return train(tmp_path_factory.mktemp("whole") / "run")
 
 
+@pytest.mark.slow  # ~60 s more; test_distillation.py compares two --deterministic runs weight for weight
 def test_seed_and_deterministic_give_identical_metrics(uninterrupted, tmp_path):
     report, val_losses = train(tmp_path / "again")
     assert val_losses == uninterrupted[1]

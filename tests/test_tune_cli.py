@@ -126,6 +126,7 @@ def test_grid_runs_every_combination_once_best_first_and_best_toml_reproduces_it
     assert os.path.isfile(tmp_path / "exports" / "1" / "saved_model.pb")
 
 
+@pytest.mark.slow  # ~20 s; resuming a search is tested by the SIGKILL test
 def test_a_finished_search_goes_on_with_a_larger_max_trials(reviews, tmp_path, capsys):
     tune_dir = tmp_path / "search"
     args = tune_args(reviews, _space(tmp_path, RATE), tune_dir, "--tuner", "random", "--epochs", "1")
