@@ -12,3 +12,9 @@ class UserError(Exception):
     def __init__(self, message):
         # Keep it to one line even when the cause is a multi-line library message.
         super().__init__(" ".join(str(message).split()))
+
+
+def first_line(error):
+    """The first line of a library's error (they can run to pages), or its type's name."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -29,6 +29,7 @@ import numpy as np
 
 from tf_finetune import files
 from tf_finetune.errors import UserError
+from tf_finetune.errors import first_line
 from tf_finetune.run_dir import RunDir
 
 logger = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ class Teacher:
             try:
                 probabilities = np.asarray(self._predict(tf.constant([texts[i] for i in rows])))
             except (tf.errors.InvalidArgumentError, ValueError) as e:
-                raise UserError(f"--teacher {self.path} failed on the student's texts ({_first_line(e)}): the "
+                raise UserError(f"--teacher {self.path} failed on the student's texts ({first_line(e)}): the "
                                 "teacher must be a classifier of raw text.") from None
             if probabilities.shape[-1] != len(self.class_names):
                 raise UserError(f"--teacher {self.path} outputs {probabilities.shape[-1]} classes, its labels name "
@@ -269,7 +270,3 @@ def _read_json_if_any(path):
             return json.load(f)
     except (OSError, ValueError):
         return {}
-
-
-def _first_line(error):
-    return str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__

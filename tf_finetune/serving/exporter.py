@@ -40,6 +40,7 @@ import numpy as np
 
 from tf_finetune import files
 from tf_finetune.errors import UserError
+from tf_finetune.errors import first_line
 
 logger = logging.getLogger(__name__)
 
@@ -264,7 +265,7 @@ def _litert(folder, tensor_model, quantize, validation, data, request):
         content, batch = litert.convert(tensor_model, quantize, calibration=calibration,
                                         int8_io=request.int8_io)
     except Exception as e:  # noqa: BLE001
-        first = _first_line(e)
+        first = first_line(e)
         raise UserError(f"--format litert --quantize {quantize}: the LiteRT converter failed ({first[:300]}); "
                         "nothing was exported: try another --quantize, or export without litert.") from None
     name = litert.file_name(quantize)
@@ -288,7 +289,7 @@ def _onnx(folder, tensor_model, validation, request):
     try:
         content = onnx.convert(tensor_model)
     except Exception as e:  # noqa: BLE001
-        first = _first_line(e)
+        first = first_line(e)
         raise UserError(f"--format onnx: the ONNX conversion failed ({first[:300]}); nothing was exported: "
                         "export without onnx.") from None
     path = os.path.join(folder, onnx.FILE)
@@ -358,12 +359,6 @@ def _write_client_files(folder, tensor_model, class_names):
         json.dump(tensor_model.spec(), f, indent=2)
         f.write("\n")
     shutil.copyfile(client.__file__, os.path.join(folder, "client.py"))
-
-
-def _first_line(error):
-    """A converter error's first line (they run to pages), or its type."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _describe(entry):
