@@ -53,11 +53,7 @@ def build_parser(project):
                         help="Also show TensorFlow's start-up and INFO logs, and debug lines.")
 
     train = subparsers.add_parser("train", parents=[common], help="Train (fine-tune) a model into a run directory.")
-    train.add_argument("--data-dir", help="Data folder (default: $TF_FINETUNE_DATA/<dataset>, else the online source).")
-    train.add_argument("--output-dir", help=f"Run directory (default: runs/{project.name}/<timestamp>). Re-running with the same one resumes.")
-    train.add_argument("--config", help="JSON or TOML file of settings (keys as below, with underscores).")
-    train.add_argument("--export-dir", help=f"Also export a new numbered SavedModel version here (e.g. saved_models/{project.name}).")
-    train.add_argument("--smoke", action="store_true", help="Shrink the run to seconds: a few examples per class, one or a few epochs per phase.")
+    _add_run_flags(train, project, "<timestamp>")
     train.add_argument("--refit", action="store_true",
                        help="With --folds K: after the K fold runs, train the same settings on all the data into "
                             "RUN/refit (the model to export; the folds' mean is its estimate).")
@@ -142,14 +138,22 @@ def _add_distill_parser(subparsers, common, project):
         "distill", parents=[common],
         help="Train this project's model (the student) on a finished teacher's outputs (knowledge distillation): "
              "the training texts and augmented copies, labelled once by the teacher (cached). Text classifiers.")
-    distill.add_argument("--data-dir", help="Data folder (default: $TF_FINETUNE_DATA/<dataset>, else the online source).")
-    distill.add_argument("--output-dir", help=f"Run directory (default: runs/{project.name}/distill-<timestamp>). Re-running with the same one resumes.")
-    distill.add_argument("--config", help="JSON or TOML file of the student's settings, as for train.")
-    distill.add_argument("--export-dir", help="Also export the student as a new numbered version here.")
-    distill.add_argument("--smoke", action="store_true", help="Smoke-sized data and student, as train --smoke.")
+    _add_run_flags(distill, project, "distill-<timestamp>")
     _add_export_flags(distill)
     config_lib.add_config_flags(distill, DistillSettings, title="distillation")
     config_lib.add_config_flags(distill, project.config_class)
+
+
+def _add_run_flags(parser, project, default_name):
+    """The flags of a command that trains a run directory (train, distill)."""
+    parser.add_argument("--data-dir", help="Data folder (default: $TF_FINETUNE_DATA/<dataset>, else the online source).")
+    parser.add_argument("--output-dir", help=f"Run directory (default: runs/{project.name}/{default_name}). "
+                                             "Re-running with the same one resumes.")
+    parser.add_argument("--config", help="JSON or TOML file of settings (keys as below, with underscores).")
+    parser.add_argument("--export-dir", help=f"Also export a new numbered SavedModel version here (e.g. "
+                                             f"saved_models/{project.name}).")
+    parser.add_argument("--smoke", action="store_true",
+                        help="Shrink the run to seconds: a few examples per class, one or a few epochs per phase.")
 
 
 def _add_export_flags(parser):
