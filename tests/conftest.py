@@ -45,6 +45,19 @@ MINILM_PARTS = ("weights", "all-MiniLM-L6-v2")
 MINILM = os.path.join(shared_data_dir(), *MINILM_PARTS)  # bert_classifier's offline preset
 
 
+@pytest.fixture(autouse=True)
+def _restore_op_determinism():
+    """Turns TensorFlow's op determinism off again after a test that turned it on (an
+    in-process `--deterministic` run): it is process-wide, and later tests in the same worker
+    would run under it."""
+    yield
+    import sys
+
+    config = sys.modules.get("tensorflow.python.framework.config")
+    if config is not None and config.is_op_determinism_enabled():
+        config.disable_op_determinism()
+
+
 @pytest.fixture
 def shared_data():
     """The real data folder (skips, or fails in CI, when it has no plantvillage/)."""

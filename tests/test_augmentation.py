@@ -197,6 +197,29 @@ def test_unseeded_layers_differ():
     assert not np.allclose(out1, out2)
 
 
+def test_unseeded_layers_work_under_op_determinism_and_follow_the_global_seed():
+    # A --deterministic run turns on op determinism, where TensorFlow refuses a
+    # non-deterministic generator state; unseeded layers then draw their seed from the global
+    # seed, so the same keras.utils.set_random_seed gives the same images.
+    from tf_finetune.augmentation import TextAugmentation
+
+    x, texts = images(), tf.constant(["a good film with a bad end", "not bad at all"])
+    tf.config.experimental.enable_op_determinism()
+    try:
+        outputs = []
+        for _ in range(2):
+            keras.utils.set_random_seed(3)
+            outputs.append((ImageAugmentation(rotation_range=30)(x, training=True).numpy(),
+                            TextAugmentation(word_deletion=0.5)(texts, training=True).numpy()))
+    finally:
+        from tensorflow.python.framework import config
+
+        config.disable_op_determinism()
+    np.testing.assert_array_equal(outputs[0][0], outputs[1][0])
+    np.testing.assert_array_equal(outputs[0][1], outputs[1][1])
+    assert not np.allclose(outputs[0][0], x)
+
+
 # ------------------------------------------------------------- colour transforms
 
 

@@ -22,6 +22,7 @@ from tf_finetune.augmentation import affine
 from tf_finetune.augmentation import arguments
 from tf_finetune.augmentation.random_brightness_scale import RandomBrightnessScale
 from tf_finetune.augmentation.random_resized_crop import RandomResizedCrop
+from tf_finetune.augmentation import seeds
 from tf_finetune.augmentation.seeds import SeedStream
 
 
@@ -134,11 +135,7 @@ class ImageAugmentation(keras.layers.Layer):
         self.seed = seed
 
         # One seed per call from an atomic generator (see `tf_finetune.augmentation.seeds`).
-        self._rng = (
-            tf.random.Generator.from_non_deterministic_state()
-            if seed is None
-            else tf.random.Generator.from_seed(seed)
-        )
+        self._rng = seeds.generator(seed)
         # Keras layers draw the random parameters (`get_random_transformation`). The
         # geometric ones are applied together as one affine transform (see "Speed" in
         # docs/augmentation.md); pixel-valued shifts need the image size: see build().

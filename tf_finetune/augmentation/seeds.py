@@ -8,6 +8,8 @@ read the same state and get the same random parameters (measured: about 1% of ba
 `SeedStream` over it. See "Randomness" in `docs/augmentation.md`.
 """
 
+import random
+
 import keras
 import tensorflow as tf
 
@@ -33,6 +35,20 @@ class SeedStream(keras.random.SeedGenerator):
     def get_config(self):
         raise TypeError("SeedStream is per call and is never serialised.")
 
+def generator(seed=None):
+    """The `tf.random.Generator` a layer draws one seed per call from.
+
+    From `seed` when given. Without one, from a non-deterministic state, unless op determinism
+    is on (`--deterministic`, `tf.config.experimental.enable_op_determinism`), where
+    TensorFlow refuses that state: then from a seed drawn from Python's `random`, which
+    `keras.utils.set_random_seed` seeds, so a deterministic run stays deterministic.
+    """
+    if seed is not None:
+        return tf.random.Generator.from_seed(seed)
+    try:
+        return tf.random.Generator.from_non_deterministic_state()
+    except RuntimeError:  # "cannot be called when determinism is enabled"
+        return tf.random.Generator.from_seed(random.getrandbits(63))
 
 
 def int32_seed(pair):

@@ -48,6 +48,9 @@ import numbers
 import keras
 import tensorflow as tf
 
+from tf_finetune.augmentation import seeds
+
+
 # -------------------------------------------------------------------- the operations
 # Stateless functions of a batch `texts` ([batch] tf.string) and a seed ([2] ints).
 
@@ -183,11 +186,7 @@ class _TextLayer(keras.layers.Layer):
         self.supports_jit = False
         self.seed = _seed(seed)
         # One atomic draw per call (see "Randomness" in the module docstring).
-        self._rng = (
-            tf.random.Generator.from_non_deterministic_state()
-            if seed is None
-            else tf.random.Generator.from_seed(seed)
-        )
+        self._rng = seeds.generator(seed)
 
     def _augment(self, texts, seed):
         raise NotImplementedError
