@@ -280,7 +280,8 @@ def plant_evaluate_sentiment_run(c):
 def plant_predict_zero_byte_image(c):
     write_image(c.path("good.jpg"))
     zero_byte(c.path("leaf.jpg"))
-    return ["predict", "--model", c.path("no-model"), c.path("good.jpg"), c.path("leaf.jpg")]
+    # A model file that exists (predict checks --model first): the inputs fail before it is read.
+    return ["predict", "--model", c.write("model.tflite", ""), c.path("good.jpg"), c.path("leaf.jpg")]
 
 
 def plant_nan_loss(c):
@@ -339,7 +340,7 @@ def sentiment_init_from_plant_run(c):
 
 
 def sentiment_predict_empty_text_file(c):
-    return ["predict", "--model", c.path("no-model"), "@" + c.write("texts.txt", "\n  \n")]
+    return ["predict", "--model", c.write("model.tflite", ""), "@" + c.write("texts.txt", "\n  \n")]
 
 
 # bert_classifier

@@ -163,6 +163,17 @@ class RunDir:
             raise UserError(f"{flag} {self.path} holds a {other!r} run, not {project_name!r}: {advice}.")
         return record
 
+    def check_finished(self, project_name, flag="--run-dir"):
+        """The run record, after checking that a finished run of `project_name` is here.
+
+        Reads JSON only (no TensorFlow): commands call it before loading TensorFlow, so that a
+        wrong folder fails in a fraction of a second.
+        """
+        record = self.check_project(project_name, flag)
+        if not self.is_finished():
+            raise UserError(f"{flag} {self.path} has no {BEST_CHECKPOINT} yet: train it (again) first.")
+        return record
+
     def check_resumable(self, project_name, config, flag="--output-dir"):
         """Whether `train` resumes here: True for an earlier run with the same settings,
         False for a new folder; anything else is a `UserError`."""
@@ -188,9 +199,7 @@ def load_run(run_dir, project_name, config_class, *, flag="--run-dir"):
     import keras
 
     run = RunDir(run_dir)
-    record = run.check_project(project_name, flag)
-    if not run.is_finished():
-        raise UserError(f"{flag} {run.path} has no {BEST_CHECKPOINT} yet: train it (again) first.")
+    record = run.check_finished(project_name, flag)
     # Without the training's compile state (loss, metrics, optimizer): what is loaded here
     # predicts, and a distilled student's loss is not a Keras built-in.
     return run.read_config(config_class), record, keras.models.load_model(run.best_checkpoint, compile=False)

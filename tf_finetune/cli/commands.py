@@ -129,6 +129,7 @@ def _load_run(project, run_dir, flag="--run-dir"):
 
 
 def evaluate(project, args):
+    RunDir(args.run_dir).check_finished(project.name)  # before TensorFlow: a wrong folder fails fast
     load_tensorflow(args.verbose)
     config, record, model = _load_run(project, args.run_dir)
     data = project.load_data(config, args.data_dir or record["data_dir"])
@@ -167,6 +168,7 @@ def export(project, args):
     request = export_request(args)
     request.check()
     files.check_writable_folder(args.export_dir, "--export-dir", "the versions")
+    RunDir(args.run_dir).check_finished(project.name)
     load_tensorflow(args.verbose)
     config, record, model = _load_run(project, args.run_dir)
     path = export_run(project, RunDir(args.run_dir), model, config, args.export_dir, record, request=request,
@@ -206,30 +208,34 @@ def export_run(project, run, model, config, export_dir, record=None, *, request=
 
 
 def predict(project, args):
-    load_tensorflow(args.verbose)
-    import tensorflow as tf
-
-    from tf_finetune.serving import saved_model
     from tf_finetune.serving import versions
 
     limit = {} if args.max_image_pixels is None else {"max_pixels": args.max_image_pixels}
     if limit and args.max_image_pixels < 0:
         raise UserError(f"--max-image-pixels must be 0 (no limit) or more. Received: {args.max_image_pixels}")
-    raw = project.read_inputs(args.inputs, **limit)
+    # What --model is, before TensorFlow loads: a wrong path fails fast.
     found = versions.find_export(args.model)
-    if found and found[0] == "saved_model":
-        outputs = saved_model.serve_saved_model(found[1], raw)
-    elif found:
-        outputs = _predict_tensors(found[1], raw)
-    elif RunDir(args.model).exists():
-        config, record, model = _load_run(project, args.model, flag="--model")
-        serve = project.task.serving_fn(model, project.preprocess(config), record)
-        outputs = {k: v.numpy() for k, v in serve(tf.constant(list(raw))).items()}
-    else:
+    if not found and not RunDir(args.model).exists():
         raise UserError(
             f"--model {os.path.abspath(args.model)} is not a run directory, a SavedModel, an export "
             "version folder, a folder of numbered versions, or a .tflite or .onnx file: pass one of these."
         )
+    if not found:
+        RunDir(args.model).check_finished(project.name, "--model")
+    load_tensorflow(args.verbose)
+    import tensorflow as tf
+
+    from tf_finetune.serving import saved_model
+
+    raw = project.read_inputs(args.inputs, **limit)
+    if found and found[0] == "saved_model":
+        outputs = saved_model.serve_saved_model(found[1], raw)
+    elif found:
+        outputs = _predict_tensors(found[1], raw)
+    else:
+        config, record, model = _load_run(project, args.model, flag="--model")
+        serve = project.task.serving_fn(model, project.preprocess(config), record)
+        outputs = {k: v.numpy() for k, v in serve(tf.constant(list(raw))).items()}
     # An input may stand for several (e.g. @FILE of texts); then name each by its value.
     names = list(args.inputs) if len(raw) == len(args.inputs) else [str(r) for r in raw]
     for line in project.task.format_predictions(names, outputs, as_json=args.json):
