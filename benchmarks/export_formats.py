@@ -21,6 +21,12 @@ SavedModel's; sentiment_lstm and bert_classifier dynamic-range LiteRT within 0.5
 ONNX float parity <= 1e-4 on every validation example for plant_cnn and sentiment_lstm.
 
     python benchmarks/export_formats.py RUN_DIR... [--rounds 50] [--speed-examples 512] [--out DIR] [--no-write]
+    python benchmarks/export_formats.py --int8-only RUN_DIR... [--out DIR] [--no-write]
+
+`--int8-only` exports only the float and int8 LiteRT files of each run (runs of one config with
+different seeds, say) and records a row per run with the int8 file's accuracy drop and size
+against the float file, then their mean, in `benchmarks/results/export_int8.md`: one run's
+validation split holds a few hundred images, so a drop of one image moves it by 0.2 points.
 """
 
 import argparse
@@ -47,13 +53,16 @@ FORMATS = {
 }
 
 
-def export(run_dir, out):
+INT8_ONLY = ["--format", "litert", "--quantize", "none", "int8", "--max-accuracy-drop", "100"]
+
+
+def export(run_dir, out, formats=None, name=None):
     with open(os.path.join(run_dir, "run.json")) as f:
         project = json.load(f)["project"]
-    export_dir = os.path.join(out, project)
+    export_dir = os.path.join(out, name or project)
     shutil.rmtree(export_dir, ignore_errors=True)
     command = [sys.executable, "-m", f"projects.{project}", "export", "--run-dir", run_dir,
-               "--export-dir", export_dir, *FORMATS[project]]
+               "--export-dir", export_dir, *(formats or FORMATS[project])]
     print("==", " ".join(command[1:]), flush=True)
     start = time.time()
     subprocess.run(command, cwd=REPO, check=True)
@@ -143,16 +152,58 @@ def table(results):
     return "\n".join(lines)
 
 
+def int8_table(infos):
+    """A row per run (name -> export.json): float and int8 LiteRT accuracy, drop and sizes; then the mean."""
+    lines = ["| run | seed | val images | float LiteRT | int8 LiteRT | drop (points) | agreement | "
+             "float file | int8 file | int8 / float |", "|---|---|---|---|---|---|---|---|---|---|"]
+    drops, ratios = [], []
+    for name, info in infos.items():
+        fl, q = info["formats"]["model.tflite"], info["formats"]["model_int8.tflite"]
+        drops.append(100 * (fl["accuracy"] - q["accuracy"]))
+        ratios.append(q["bytes"] / fl["bytes"])
+        lines.append(f"| {name} | {info['config']['seed']} | {info['validation']['examples']} | "
+                     f"{100 * fl['accuracy']:.2f}% | {100 * q['accuracy']:.2f}% | {drops[-1]:.2f} | "
+                     f"{100 * q['agreement']:.2f}% | {fl['bytes'] / 1e6:.2f} MB | {q['bytes'] / 1e6:.2f} MB | "
+                     f"{100 * ratios[-1]:.1f}% |")
+    lines.append(f"| mean of {len(infos)} | - | - | - | - | {sum(drops) / len(drops):.2f} | - | - | - | "
+                 f"{100 * sum(ratios) / len(ratios):.1f}% |")
+    return "\n".join(lines)
+
+
+def int8_only(args, out, measured):
+    infos = {}
+    for run_dir in args.runs:
+        name = os.path.basename(os.path.normpath(run_dir))
+        _, folder, _ = export(os.path.abspath(run_dir), out, INT8_ONLY, name)
+        with open(os.path.join(folder, "export.json")) as f:
+            infos[name] = json.load(f)
+    text = int8_table(infos)
+    print()
+    print(text)
+    intro = ("int8 LiteRT against float LiteRT, a row per run: validation accuracy, its drop, and "
+             "file sizes, from each export's `export.json` (int8 calibrated on 300 training images "
+             "without augmentation, float in and out). Goal (2 CPU cores): plant_cnn int8 within 0.5 "
+             "point of float, its file <= 30% of the float file.")
+    runs.save(args, "export_int8", "int8 LiteRT over seeds", intro + (
+        "\n\nWritten by `python benchmarks/export_formats.py --int8-only RUN_DIR...`: a run replaces "
+        "the rows it prints, keyed by the first column; `--no-write` only prints."),
+        text, {"command": f"`{runs.script_command()}`", **measured})
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", metavar="RUN_DIR")
     parser.add_argument("--rounds", type=int, default=50)
     parser.add_argument("--speed-examples", type=int, default=512)
     parser.add_argument("--out", default=None, help="Export folders go here (default: a temporary folder).")
+    parser.add_argument("--int8-only", action="store_true",
+                        help="Only float and int8 LiteRT, a row per run and their mean; no speed.")
     runs.add_no_write(parser)
     args = parser.parse_args()
     measured = runs.stamp()
     out = args.out or tempfile.mkdtemp(prefix="export_formats-")
+    if args.int8_only:
+        return int8_only(args, out, measured)
     results = {}
     for run_dir in args.runs:
         project, folder, _ = export(os.path.abspath(run_dir), out)
