@@ -107,6 +107,48 @@ def test_cached_and_uncached_head_stages_learn_alike(tmp_path, caplog):
     assert cached["val_loss"][-1] == pytest.approx(plain["val_loss"][-1], rel=0.25)
 
 
+def test_a_head_only_plan_is_scored_on_the_cached_outputs_as_the_full_model_scores(tmp_path):
+    from tf_finetune.reporting import evaluation
+
+    def dataset(x, y):
+        return tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+
+    (x, y), (vx, vy), (tx, ty) = images(96, seed=0), images(40, seed=1), images(24, seed=2)
+    vx[:3] = 240 - vx[:3]  # a few images the model must get wrong: the misclassified grid
+    store = {}
+    results = {}
+    for epochs in ((2, 1), (3, 0)):
+        config = TrainConfig(epochs=epochs[0], fine_tune_epochs=epochs[1], learning_rate=0.05,
+                             fine_tune_learning_rate=1e-3, batch_size=16)
+        trainer = trainer_lib.Trainer(config, str(tmp_path / f"run{epochs}"))
+        model = trainer.build_model(image_model)
+        backbone = model.get_layer("backbone")
+        best = trainer.fit(model, batches(x, y), dataset(vx, vy), parts=Parts(backbone, layer_blocks(backbone)),
+                           head_cache=store, data_key="d")
+        results[epochs] = trainer.cached_predictions({"val": dataset(vx, vy), "test": dataset(tx, ty),
+                                                      "none": None})
+    assert results[2, 1] is None  # the backbone trained in the second stage: the cache is stale
+    cached = results[3, 0]
+    assert set(cached) == {"val", "test"} and sum(k[1:] == ("test",) for k in store if isinstance(k, tuple)) == 1
+    for name, (inputs, labels) in (("val", (vx, vy)), ("test", (tx, ty))):
+        np.testing.assert_array_equal(cached[name][0], labels)
+        np.testing.assert_allclose(cached[name][1], best.predict(inputs, verbose=0), atol=1e-5)
+    # The report from cached outputs is the report from the full model, plots included.
+    reports = [evaluation.write_report(best, dataset(vx, vy), ["dark", "bright"], str(tmp_path / out),
+                                       test=dataset(tx, ty), predictions=predictions)
+               for out, predictions in (("cached", cached), ("full", None))]
+    for key in ("accuracy", "confusion_matrix", "test"):
+        assert reports[0][key] == reports[1][key]
+    assert reports[0]["accuracy"] < 1.0
+    assert (tmp_path / "cached" / "misclassified.png").exists() and (tmp_path / "full" / "misclassified.png").exists()
+    wrong = evaluation.wrong_inputs(dataset(vx, vy), *cached["val"], keep_wrong=16)
+    _, _, expected = evaluation.predict_dataset(best, dataset(vx, vy), keep_wrong=16)
+    assert [w[1] for w in wrong] == [w[1] for w in expected]
+    for (a, _, pa), (b, _, pb) in zip(wrong, expected):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(pa, pb, atol=1e-5)
+
+
 def test_only_random_augmentation_rules_caching_out():
     assert not ImageAugmentation().is_random
     assert not ImageAugmentation(rescale=1 / 255).is_random

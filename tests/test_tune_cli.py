@@ -114,7 +114,7 @@ def test_grid_runs_every_combination_once_best_first_and_best_toml_reproduces_it
     reproduced = config_lib.build_config(PROJECT.config_class, file=str(tune_dir / "best.toml"))
     assert reproduced == RunDir(tune_dir / "trials" / best).read_config(PROJECT.config_class)
     assert os.path.isdir(tune_dir / "trials" / best / "logs" / "hparams")
-    assert "| trial | status | val_loss | learning_rate | dropout | epochs | seconds |" in result.out
+    assert "| trial | status | val_loss | learning_rate | dropout | epochs trained | seconds |" in result.out
 
     # The same command again: every trial is done, none trains again; the best one is exported.
     stamps = {t: os.path.getmtime(tune_dir / "trials" / t / "metrics.json") for t in trials}

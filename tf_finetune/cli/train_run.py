@@ -107,11 +107,14 @@ def _train(project, config, trainer, *, data_dir, smoke, export_dir, request, re
     best = trainer.fit(model, parts=parts, plan=plan, **fit, **cache)
     seconds = time.time() - start
 
+    # A search's head-only trial is scored on the cached backbone outputs too.
+    cached = trainer.cached_predictions({"val": data.val, "test": getattr(data, "test", None)}) if cache else None
     report = project.task.write_report(
         best, data, run.path,
         history=run.read_history(),
         stage_boundaries=run.stage_boundaries(),
         extra={"train_seconds": round(seconds, 1), "data": data.info},
+        **({"predictions": cached} if cached else {}),
     )
     if not quiet:
         print(f"\nValidation metrics ({report['num_examples']} examples, trained in {seconds:.0f} s):")

@@ -52,18 +52,39 @@ def predict_dataset(model, dataset, keep_wrong=0):
     return np.concatenate(y_true), np.concatenate(y_prob), wrong
 
 
+def wrong_inputs(dataset, y_true, y_prob, keep_wrong):
+    """Up to `keep_wrong` `(input, true label, probabilities)` of the examples `y_prob` gets
+    wrong, read from `dataset` in order (image inputs only, as `predict_dataset` keeps them)."""
+    wrong_at = np.flatnonzero(y_prob.argmax(-1) != y_true)[:keep_wrong]
+    wrong, start = [], 0
+    for inputs, _ in dataset:
+        if getattr(inputs, "ndim", 0) != 4 or start > wrong_at[-1:].max(initial=-1):
+            break
+        n = len(inputs)
+        wrong += [(np.asarray(inputs[i - start]), int(y_true[i]), y_prob[i]) for i in wrong_at
+                  if start <= i < start + n]
+        start += n
+    return wrong
+
+
 def write_report(model, dataset, class_names, out_dir, *, history=None, stage_boundaries=(), extra=None,
-                 test=None):
+                 test=None, predictions=None):
     """Evaluates `model` on `dataset` and writes metrics.json and plots to `out_dir`.
 
     With a held-out `test` dataset, its report goes under `"test"` in metrics.json (and its
     confusion matrix to `test_confusion_matrix.png`): the figure no choice was made on.
+    `predictions`, `{"val": (labels, probabilities), "test": ...}` in the datasets' order,
+    stands for running `model` (e.g. `Trainer.cached_predictions`).
     """
     os.makedirs(out_dir, exist_ok=True)
-    y_true, y_prob, wrong = predict_dataset(model, dataset, keep_wrong=MAX_MISCLASSIFIED)
+    if predictions is None:
+        y_true, y_prob, wrong = predict_dataset(model, dataset, keep_wrong=MAX_MISCLASSIFIED)
+    else:
+        y_true, y_prob = predictions["val"]
+        wrong = wrong_inputs(dataset, y_true, y_prob, MAX_MISCLASSIFIED)
     report = metrics.classification_report(y_true, y_prob, list(class_names))
     if test is not None:
-        test_true, test_prob, _ = predict_dataset(model, test)
+        test_true, test_prob = predictions["test"] if predictions else predict_dataset(model, test)[:2]
         report["test"] = metrics.classification_report(test_true, test_prob, list(class_names))
         plots.plot_confusion_matrix(np.asarray(report["test"]["confusion_matrix"]), list(class_names),
                                     os.path.join(out_dir, "test_confusion_matrix.png"), title="Test set")

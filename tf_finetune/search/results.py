@@ -44,7 +44,8 @@ def sort_rows(rows, direction):
 
 def write_table(rows, names, objective, path):
     """Writes `results.csv` and `results.md` into `path`; rows are `sort_rows`-ed already."""
-    header = ["trial", "status", objective, *names, "epochs", "seconds"]
+    # "epochs trained" is what ran (a search may set `epochs` itself, a budget cut it short).
+    header = ["trial", "status", objective, *names, "epochs trained", "seconds"]
 
     def cells(row):
         score = "" if row.score is None else f"{row.score:.4f}"

@@ -32,14 +32,16 @@ class ClassificationTask:
             evaluation.write_augmentation_preview(data.augmentation, data.val,
                                                   os.path.join(run_dir, "augmentation.png"))
 
-    def write_report(self, model, data, out_dir, *, history=None, stage_boundaries=(), extra=None):
+    def write_report(self, model, data, out_dir, *, history=None, stage_boundaries=(), extra=None,
+                     predictions=None):
         """Evaluates on `data.val` (and a held-out `data.test`); writes metrics.json and the
-        plots (for images also the misclassified ones); returns the report."""
+        plots (for images also the misclassified ones); returns the report. `predictions`:
+        see `evaluation.write_report`."""
         from tf_finetune.reporting import evaluation
 
         return evaluation.write_report(model, data.val, data.class_names, out_dir, history=history,
                                        stage_boundaries=stage_boundaries, extra=extra,
-                                       test=getattr(data, "test", None))
+                                       test=getattr(data, "test", None), predictions=predictions)
 
     def format_report(self, report):
         from tf_finetune.reporting import metrics

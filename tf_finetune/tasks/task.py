@@ -31,10 +31,12 @@ class Task(typing.Protocol):
         augmentation), written into `run_dir`."""
 
     def write_report(self, model, data, out_dir, *, history=None, stage_boundaries=(),
-                     extra=None) -> dict:
+                     extra=None, **predictions) -> dict:
         """Evaluates `model` on the held-out data of `data`; writes `metrics.json` and plots
         into `out_dir` (with the training curves when `history` is given, stages marked at
-        `stage_boundaries`); `extra` is merged into the report. Returns the report."""
+        `stage_boundaries`); `extra` is merged into the report. Returns the report. A task
+        that can score precomputed outputs takes them as `predictions` (classification:
+        `Trainer.cached_predictions`); it is passed only when there are some."""
 
     def format_report(self, report) -> str:
         """The report as text for the terminal."""

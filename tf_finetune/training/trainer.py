@@ -103,6 +103,9 @@ class Trainer:
         keras.utils.set_random_seed(config.seed)
         if config.deterministic:
             tf.config.experimental.enable_op_determinism()
+        # (frozen bottom, head, cache key, store) when the whole plan trained the head on
+        # cached backbone outputs: scoring the result can use them too (`cached_predictions`).
+        self._head_only = None
 
     # --- Model ---
 
@@ -449,7 +452,35 @@ class Trainer:
         else:
             logger.info("Reusing the frozen backbone's cached outputs for the head-only first stage.")
         train_cache, val_cache = store[key]
+        self._head_only = (prefix, top, key, store) if len(plan) == 1 else None
         return top, train_cache.batches, val_cache.dataset(c.batch_size)
+
+    def cached_predictions(self, splits):
+        """`{name: (labels, probabilities)}` of the fitted model on each dataset of `splits`
+        ("val" and others, e.g. "test"; None values skipped), run on the frozen backbone's cached
+        outputs; None unless the whole plan was one head-only stage trained on them (a search's
+        cheap head trials), where they equal the full model's outputs (the backbone never
+        changed, and at inference nothing random runs below the cut). The validation outputs
+        are the ones cached for training; the others are computed once and kept in the same
+        store, for the search's next trials."""
+        if self._head_only is None:
+            return None
+        from tf_finetune.reporting import evaluation
+
+        prefix, top, key, store = self._head_only
+        predictions = {}
+        for name, dataset in splits.items():
+            if dataset is None:
+                continue
+            if name == "val":
+                cache = store[key][1]
+            else:
+                if (key, name) not in store:
+                    store[key, name] = PrefixCache.compute(prefix, dataset, description=f"{name} data")
+                cache = store[key, name]
+            labels, probabilities, _ = evaluation.predict_dataset(top, cache.dataset(self.config.batch_size))
+            predictions[name] = (labels, probabilities)
+        return predictions
 
 
 class _EpochProgress(keras.callbacks.ProgbarLogger):
