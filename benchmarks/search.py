@@ -10,7 +10,12 @@ unfrozen, label smoothing, dropout) from configs/flowers.toml, every trial holdi
 accuracy is reported beside flowers.toml's on the same split (`--baseline RUN`: the
 flowers_test row of plant_accuracy.py, seed 42).
 
+imdb_search: the same for sentiment_lstm on IMDB split by film (the test split too): a Bayesian
+search of 10 trials over configs/imdb_space.toml from configs/imdb.toml, against imdb_test,
+configs/imdb.toml itself on the same test split (`--baseline` defaults to that row's run).
+
     python benchmarks/search.py --rows flowers_search --baseline runs/benchmarks/plant_cnn/flowers_test
+    python benchmarks/search.py --rows imdb_test imdb_search
     python benchmarks/search.py --rows sst2_2k_folds --imdb runs/benchmarks/sentiment_lstm/imdb
     python benchmarks/search.py --rows flowers_folds
 """
@@ -30,6 +35,11 @@ ROWS = {
     "flowers_search": ("plant_cnn", ["tune", "--config", f"{PLANT}/flowers.toml", "--space",
                                      f"{PLANT}/flowers_space.toml", "--tuner", "hyperband", "--max-trials", "26",
                                      "--test-split", "0.2", "--data-dir", "{data}/flowers", "--tune-dir", "{out}"]),
+    "imdb_test": ("sentiment_lstm", ["train", "--config", f"{SENTIMENT}/imdb.toml", "--test-split", "0.2",
+                                     "--data-dir", "{data}/imdb", "--output-dir", "{out}"]),
+    "imdb_search": ("sentiment_lstm", ["tune", "--config", f"{SENTIMENT}/imdb.toml", "--space",
+                                       f"{SENTIMENT}/imdb_space.toml", "--tuner", "bayesian", "--max-trials", "10",
+                                       "--test-split", "0.2", "--data-dir", "{data}/imdb", "--tune-dir", "{out}"]),
     "sst2_2k_folds": ("sentiment_lstm", ["train", "--config", f"{SENTIMENT}/sst2_2k_baseline.toml", "--data-dir",
                                          "{data}/sst2", "--init-from", "{imdb}", "--folds", "5", "--output-dir",
                                          "{out}"]),
@@ -74,6 +84,10 @@ def describe(name, out, baseline):
     with open(os.path.join(out, "wall_seconds.json")) as f:
         wall = json.load(f)
     minutes = wall["seconds"] / 60
+    if name.endswith("_test"):
+        _, metrics, _, _ = runs.read_run(out)
+        return ("the hand-found config, 20% test split held out", f"validation {100 * metrics['accuracy']:.2f}%, "
+                f"**test {100 * metrics['test']['accuracy']:.2f}%**", f"{minutes:.1f} min", wall["command"])
     if name.endswith("_folds"):
         with open(os.path.join(out, "cross_validation.json")) as f:
             summary = json.load(f)
@@ -83,18 +97,22 @@ def describe(name, out, baseline):
                 f"(folds {folds})", f"{minutes:.1f} min", wall["command"])
     with open(os.path.join(out, "results.csv")) as f:
         lines = f.read().splitlines()
+    with open(os.path.join(out, "search.json")) as f:
+        search = json.load(f)
     trials = len(lines) - 1
     best = lines[1].split(",")[0]
     _, metrics, config, _ = runs.read_run(os.path.join(out, "trials", best))
-    chosen = ", ".join(f"{k}={config[k]}" for k in ("learning_rate", "fine_tune_learning_rate", "unfreeze_top",
-                                                    "label_smoothing", "dropout", "epoch_budget"))
+    fields = [field["name"] for field in search["space"]] + (["epoch_budget"] if search["max_epochs"] else [])
+    chosen = ", ".join(f"{k}={config[k]}" for k in fields)
     result = (f"chosen trial {best} ({chosen}): validation {100 * metrics['accuracy']:.2f}%, "
               f"**test {100 * metrics['test']['accuracy']:.2f}%**")
-    if baseline:
+    baseline = baseline or (os.path.join(os.path.dirname(out), "imdb_test") if name == "imdb_search" else None)
+    if baseline and os.path.exists(baseline):
         _, base, _, _ = runs.read_run(baseline)
-        result += (f"; flowers.toml on the same split: validation {100 * base['accuracy']:.2f}%, "
+        hand = "imdb.toml" if name == "imdb_search" else "flowers.toml"
+        result += (f"; {hand} on the same split: validation {100 * base['accuracy']:.2f}%, "
                    f"test {100 * base['test']['accuracy']:.2f}%")
-    what = f"Hyperband, {trials} trials, {trials / (wall['seconds'] / 3600):.0f} trials/hour"
+    what = f"{search['tuner'].capitalize()}, {trials} trials, {trials / (wall['seconds'] / 3600):.0f} trials/hour"
     return what, result, f"{minutes:.1f} min", wall["command"]
 
 
@@ -131,7 +149,8 @@ def main():
     parser.add_argument("--out", default=runs.DEFAULT_OUT)
     parser.add_argument("--data", default=runs.DEFAULT_DATA)
     parser.add_argument("--imdb", help="An IMDB run of sentiment_lstm (sst2_2k_folds starts from its encoder).")
-    parser.add_argument("--baseline", help="flowers.toml's run on the same test split (flowers_search).")
+    parser.add_argument("--baseline", help="flowers.toml's run on the same test split (flowers_search; "
+                                           "imdb_search: the imdb_test row's run unless given).")
     parser.add_argument("--table-only", action="store_true", help="Re-print the table of finished rows.")
     runs.add_no_write(parser)
     args = parser.parse_args()
