@@ -20,9 +20,9 @@ import tensorflow as tf
 
 from tf_finetune.augmentation import affine
 from tf_finetune.augmentation import arguments
+from tf_finetune.augmentation import seeds
 from tf_finetune.augmentation.random_brightness_scale import RandomBrightnessScale
 from tf_finetune.augmentation.random_resized_crop import RandomResizedCrop
-from tf_finetune.augmentation import seeds
 from tf_finetune.augmentation.seeds import SeedStream
 
 

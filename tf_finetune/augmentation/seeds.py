@@ -35,6 +35,7 @@ class SeedStream(keras.random.SeedGenerator):
     def get_config(self):
         raise TypeError("SeedStream is per call and is never serialised.")
 
+
 def generator(seed=None):
     """The `tf.random.Generator` a layer draws one seed per call from.
 

@@ -215,12 +215,12 @@ def predict(project, args):
         raise UserError(f"--max-image-pixels must be 0 (no limit) or more. Received: {args.max_image_pixels}")
     # What --model is, before TensorFlow loads: a wrong path fails fast.
     found = versions.find_export(args.model)
-    if not found and not RunDir(args.model).exists():
-        raise UserError(
-            f"--model {os.path.abspath(args.model)} is not a run directory, a SavedModel, an export "
-            "version folder, a folder of numbered versions, or a .tflite or .onnx file: pass one of these."
-        )
     if not found:
+        if not RunDir(args.model).exists():
+            raise UserError(
+                f"--model {os.path.abspath(args.model)} is not a run directory, a SavedModel, an export "
+                "version folder, a folder of numbered versions, or a .tflite or .onnx file: pass one of these."
+            )
         RunDir(args.model).check_finished(project.name, "--model")
     load_tensorflow(args.verbose)
     import tensorflow as tf

@@ -58,12 +58,11 @@ def wrong_inputs(dataset, y_true, y_prob, keep_wrong):
     wrong_at = np.flatnonzero(y_prob.argmax(-1) != y_true)[:keep_wrong]
     wrong, start = [], 0
     for inputs, _ in dataset:
-        if getattr(inputs, "ndim", 0) != 4 or start > wrong_at[-1:].max(initial=-1):
+        if len(wrong) == len(wrong_at) or getattr(inputs, "ndim", 0) != 4:
             break
-        n = len(inputs)
-        wrong += [(np.asarray(inputs[i - start]), int(y_true[i]), y_prob[i]) for i in wrong_at
-                  if start <= i < start + n]
-        start += n
+        end = start + len(inputs)
+        wrong += [(np.asarray(inputs[i - start]), int(y_true[i]), y_prob[i]) for i in wrong_at if start <= i < end]
+        start = end
     return wrong
 
 
