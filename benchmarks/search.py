@@ -52,6 +52,9 @@ ROWS = {
     "flowers_folds": ("plant_cnn", ["train", "--config", f"{PLANT}/flowers.toml", "--data-dir", "{data}/flowers",
                                     "--folds", "5", "--output-dir", "{out}"]),
 }
+# A search row's hand-found config: its name, and the row whose run scores it on the same test
+# split (None: `--baseline RUN`).
+HAND_FOUND = {"flowers_search": ("flowers.toml", None), "imdb_search": ("imdb.toml", "imdb_test")}
 
 
 def run_row(name, args):
@@ -106,10 +109,10 @@ def describe(name, out, baseline):
     chosen = ", ".join(f"{k}={config[k]}" for k in fields)
     result = (f"chosen trial {best} ({chosen}): validation {100 * metrics['accuracy']:.2f}%, "
               f"**test {100 * metrics['test']['accuracy']:.2f}%**")
-    baseline = baseline or (os.path.join(os.path.dirname(out), "imdb_test") if name == "imdb_search" else None)
+    hand, row = HAND_FOUND[name]
+    baseline = baseline or (os.path.join(os.path.dirname(out), row) if row else None)
     if baseline and os.path.exists(baseline):
         _, base, _, _ = runs.read_run(baseline)
-        hand = "imdb.toml" if name == "imdb_search" else "flowers.toml"
         result += (f"; {hand} on the same split: validation {100 * base['accuracy']:.2f}%, "
                    f"test {100 * base['test']['accuracy']:.2f}%")
     what = f"{search['tuner'].capitalize()}, {trials} trials, {trials / (wall['seconds'] / 3600):.0f} trials/hour"

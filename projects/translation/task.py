@@ -47,7 +47,9 @@ class TranslationTask:
         files.atomic_write_bytes("\n".join(lines).encode("utf-8"), os.path.join(run_dir, "preview.txt"))
 
     def write_report(self, model, data, out_dir, *, history=None, stage_boundaries=(), extra=None,
-                     num_examples=10):
+                     predictions=None, num_examples=10):
+        """BLEU of beam and greedy decoding on the test pairs (`predictions` is for classifiers:
+        a translation is always decoded here)."""
         from tf_finetune.reporting import plots
 
         os.makedirs(out_dir, exist_ok=True)

@@ -114,7 +114,7 @@ def _train(project, config, trainer, *, data_dir, smoke, export_dir, request, re
         history=run.read_history(),
         stage_boundaries=run.stage_boundaries(),
         extra={"train_seconds": round(seconds, 1), "data": data.info},
-        **({"predictions": cached} if cached else {}),
+        predictions=cached,
     )
     if not quiet:
         print(f"\nValidation metrics ({report['num_examples']} examples, trained in {seconds:.0f} s):")

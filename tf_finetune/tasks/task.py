@@ -31,12 +31,12 @@ class Task(typing.Protocol):
         augmentation), written into `run_dir`."""
 
     def write_report(self, model, data, out_dir, *, history=None, stage_boundaries=(),
-                     extra=None, **predictions) -> dict:
+                     extra=None, predictions=None) -> dict:
         """Evaluates `model` on the held-out data of `data`; writes `metrics.json` and plots
         into `out_dir` (with the training curves when `history` is given, stages marked at
-        `stage_boundaries`); `extra` is merged into the report. Returns the report. A task
-        that can score precomputed outputs takes them as `predictions` (classification:
-        `Trainer.cached_predictions`); it is passed only when there are some."""
+        `stage_boundaries`); `extra` is merged into the report. Returns the report.
+        `predictions` (classification: `Trainer.cached_predictions`, or None) are the model's
+        outputs computed another way; a task that cannot use them runs the model."""
 
     def format_report(self, report) -> str:
         """The report as text for the terminal."""
