@@ -157,3 +157,53 @@ def test_vocabulary_with_unicode_line_breaks_survives_save_and_load(tmp_path, mo
     data.adapt = tf.data.Dataset.from_tensor_slices(texts)
     built = build_model(config, data)
     assert_saves_and_reloads(built, tf.constant(["odd\x85word", "the film was great"]), tmp_path)
+
+
+def test_word_vectors_are_the_mean_of_each_words_pieces(minilm):
+    from projects.bert_classifier import presets
+    from projects.sentiment_lstm.word_vectors import word_piece_vectors
+
+    words = ["", "[UNK]", "movie", "unwatchable", "ünicode"]
+    vectors, covered = word_piece_vectors(minilm, words)
+    backbone, tokenizer = presets.load(minilm)
+    table = np.asarray(backbone.token_embedding.embeddings)
+    pieces = [list(np.asarray(tokenizer(w)).reshape(-1)) for w in ("movie", "unwatchable")]
+    assert len(pieces[0]) == 1 and len(pieces[1]) > 1  # one word piece and several
+    assert vectors.shape == (5, table.shape[1]) and covered == 3
+    np.testing.assert_array_equal(vectors[0], 0.0)  # padding
+    np.testing.assert_allclose(vectors[1], table[tokenizer.token_to_id("[UNK]")])
+    np.testing.assert_allclose(vectors[2], table[pieces[0][0]])
+    np.testing.assert_allclose(vectors[3], table[pieces[1]].mean(axis=0), rtol=1e-6)
+    np.testing.assert_array_equal(vectors[4], 0.0)  # [UNK] pieces only: no vector to start from
+
+
+def test_word_vectors_start_the_embedding_and_need_the_presets_size_or_less(minilm):
+    from projects.sentiment_lstm.word_vectors import principal_components
+    from projects.sentiment_lstm.word_vectors import word_piece_vectors
+
+    config = small_config(word_vectors=minilm, embedding_dim=384)
+    model = build_model(config, toy_data(config))
+    vectorizer = model.get_layer("backbone").get_layer("vectorizer")
+    want, _ = word_piece_vectors(minilm, vectorizer.get_vocabulary())
+    np.testing.assert_array_equal(model.get_layer("backbone").get_layer("embedding").get_weights()[0], want)
+    smaller = build_model(small_config(word_vectors=minilm, embedding_dim=8), toy_data(config))
+    np.testing.assert_allclose(smaller.get_layer("backbone").get_layer("embedding").get_weights()[0],
+                               principal_components(want, 8), atol=1e-6)
+    with pytest.raises(UserError, match="--word-vectors .* 384-d word pieces but --embedding-dim is 512: pass "
+                                        "--embedding-dim 384 or less"):
+        build_model(small_config(word_vectors=minilm, embedding_dim=512), toy_data(config))
+    with pytest.raises(UserError, match="--word-vectors .* and --init-from .* both start the embedding"):
+        small_config(word_vectors=minilm, init_from="runs/x")
+
+
+def test_principal_components_keep_distances_within_the_span_and_zero_rows():
+    from projects.sentiment_lstm.word_vectors import principal_components
+
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(50, 2)) @ rng.normal(size=(2, 6)) + rng.normal(size=6)  # a 2-d plane in 6-d
+    vectors[0] = 0.0  # padding
+    reduced = principal_components(vectors.astype("float32"), 2)
+    assert reduced.shape == (50, 2)
+    np.testing.assert_array_equal(reduced[0], 0.0)
+    distances = lambda v: np.linalg.norm(v[1:, None] - v[None, 1:], axis=-1)  # noqa: E731
+    np.testing.assert_allclose(distances(reduced), distances(vectors), rtol=1e-4, atol=1e-4)

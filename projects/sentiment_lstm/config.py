@@ -23,6 +23,12 @@ class SentimentConfig(TextDataConfig):
     embedding_dim: int = option(64, "Word embedding size.")
     lstm_units: int = option(64, "LSTM units (per direction for bilstm).")
     dropout: float = option(0.3, "Dropout before the classification layer.")
+    word_vectors: str = option(
+        "",
+        "A BERT preset (a folder or handle, as bert_classifier's --preset) whose word-piece "
+        "embeddings start the word embedding: each vocabulary word gets the mean of its pieces' "
+        "vectors. --embedding-dim must be the preset's hidden size (384 for MiniLM-L6).",
+    )
     # === Fine-tuning from another run ===
     init_from: str = option(
         "",
@@ -64,5 +70,10 @@ class SentimentConfig(TextDataConfig):
                 raise UserError(f"--{flag_name(name)} must be positive. Received: {name}={getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise UserError(f"--dropout must be in [0, 1). Received: dropout={self.dropout}")
+        if self.word_vectors and self.init_from:
+            raise UserError(
+                f"--word-vectors {self.word_vectors} and --init-from {self.init_from} both start the "
+                "embedding: pass one of them."
+            )
         if self.vocab_size < 3:
             raise UserError(f"--vocab-size must be at least 3 (padding, OOV and a word). Received: vocab_size={self.vocab_size}")

@@ -46,7 +46,7 @@ def build_model(config, data):
         backbone = load_encoder(config.init_from, config)
     else:
         backbone = build_encoder(config, data.adapt)
-        if config.freeze != "none":
+        if config.freeze == "encoder" or (config.freeze == "embedding" and not config.word_vectors):
             logger.warning("--freeze %s without --init-from keeps randomly initialised weights frozen.",
                            config.freeze)
     if config.freeze == "embedding":
@@ -87,17 +87,39 @@ def build_encoder(config, texts):
 
     inputs = keras.Input(shape=(), dtype="string", name="text")
     ids = vectorizer(inputs)  # (B, T) int64, 0 = padding, 1 = OOV
+    if not seed:
+        ids = TruncateSequence(config.max_length, name="truncate")(ids)
+    embedding = keras.layers.Embedding(vocab_size, config.embedding_dim, mask_zero=not seed, name="embedding")
+    x = embedding(ids)
+    if config.word_vectors:
+        set_word_vectors(embedding, vectorizer.get_vocabulary(), config.word_vectors)
     if seed:
-        x = keras.layers.Embedding(vocab_size, config.embedding_dim, name="embedding")(ids)
         x = keras.layers.LSTM(config.lstm_units, name="lstm")(x)  # (B, units)
     else:
-        ids = TruncateSequence(config.max_length, name="truncate")(ids)
-        x = keras.layers.Embedding(vocab_size, config.embedding_dim, mask_zero=True, name="embedding")(ids)
         x = keras.layers.Bidirectional(
             keras.layers.LSTM(config.lstm_units, return_sequences=True), name="lstm"
         )(x)  # (B, T, 2 * units), masked
         x = MaskedGlobalMaxPooling1D(name="pool")(x)  # (B, 2 * units)
     return keras.Model(inputs, x, name=ENCODER)
+
+
+def set_word_vectors(embedding, vocabulary, preset):
+    """Starts `embedding` from the word-piece vectors of the BERT `preset` (`--word-vectors`)."""
+    from projects.sentiment_lstm.word_vectors import principal_components
+    from projects.sentiment_lstm.word_vectors import word_piece_vectors
+
+    vectors, covered = word_piece_vectors(preset, vocabulary)
+    hidden, size = vectors.shape[1], embedding.output_dim
+    if size > hidden:
+        raise UserError(
+            f"--word-vectors {preset} has {hidden}-d word pieces but --embedding-dim is {size}: "
+            f"pass --embedding-dim {hidden} or less."
+        )
+    if size < hidden:
+        vectors = principal_components(vectors, size)
+    embedding.embeddings.assign(vectors)
+    logger.info("Embedding started from %s's word pieces%s: %d of %d words covered.", preset,
+                f" ({hidden}-d, reduced to {size} by PCA)" if size < hidden else "", covered, len(vocabulary) - 2)
 
 
 def load_encoder(run_dir, config):
