@@ -33,10 +33,16 @@ from tf_finetune.run_dir import RunDir
 CONFIG = os.path.join("projects", "sentiment_lstm", "configs", "sst2_distill.toml")
 DISTILL = ["distill", "--teacher", "{teacher}", "--config", CONFIG, "--data-dir", "{data}/sst2",
            "--teacher-cache", "{cache}"]
+WORD_VECTORS = ["--embedding-dim", "384", "--word-vectors", "{data}/weights/all-MiniLM-L6-v2"]
 ROWS = {
     "distilled": DISTILL,
     "distilled_no_copies": [*DISTILL, "--augment-copies", "0"],
     "same_student_no_teacher": ["--config", CONFIG, "--data-dir", "{data}/sst2"],
+    # The student's embedding started from MiniLM-L6's word pieces (384-d), 128 or 64 LSTM units.
+    "distilled_wv384": [*DISTILL, *WORD_VECTORS],
+    "distilled_wv384_u64": [*DISTILL, *WORD_VECTORS, "--lstm-units", "64"],
+    "wv384_no_teacher": ["--config", CONFIG, "--data-dir", "{data}/sst2", *WORD_VECTORS],
+    "wv384_u64_no_teacher": ["--config", CONFIG, "--data-dir", "{data}/sst2", *WORD_VECTORS, "--lstm-units", "64"],
 }
 
 
