@@ -91,6 +91,13 @@ def test_smoke_cuts_every_stage_to_seconds(tmp_path):
     ([{"technique": "optimizer_switch", "epochs": [1, 1], "first": "sgd"}],
      "derive_learning_rate: the rate is derived from the stage before's Adam state"),
     ([{"name": "a", "epochs": 1}, {"name": "a", "epochs": 1}], "names must differ; 'a' repeats"),
+    ([{"name": "x", "epochs": 1, "trainable": "all", "batchnorm": "update"}],
+     "stage 1 ('x'), field batchnorm: must be one of frozen, train. Received: batchnorm='update'"),
+    ([{"name": "x", "epochs": 1, "batchnorm": "train"}], "field batchnorm: \"train\" applies to what the stage trains"),
+    ([{"name": "x", "epochs": 1, "trainable": "all", "batchnorm": "train", "batchnorm_momentum": 1.0}],
+     "field batchnorm_momentum: must be in [0, 1) (0 = as built). Received: batchnorm_momentum=1.0"),
+    ([{"name": "x", "epochs": 1, "trainable": "all", "batchnorm_momentum": 0.9}],
+     "field batchnorm_momentum: sets the momentum of BatchNorm statistics that train: set batchnorm"),
 ])
 def test_a_bad_plan_is_one_line_naming_the_stage_and_field(specs, message):
     with pytest.raises(UserError) as info:

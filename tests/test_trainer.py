@@ -197,6 +197,46 @@ def test_a_rerun_after_a_crash_ends_like_an_uninterrupted_run(tmp_path, monkeypa
     assert killed["stage"] == whole["stage"] == ["head"] * 2 + ["top"] * 2 + ["ramp"] * 2
 
 
+BN_PLAN = [{"name": "head", "epochs": 1, "trainable": "head", "learning_rate": 0.01},
+           {"name": "all", "epochs": 2, "trainable": "all", "learning_rate": 0.01, "batchnorm": "train",
+            "batchnorm_momentum": 0.5},
+           {"name": "frozen", "epochs": 1, "trainable": "all", "learning_rate": 0.01}]
+
+
+def test_a_stage_can_train_batchnorm_and_resume_its_statistics(tmp_path, monkeypatch):
+    """`batchnorm = "train"`: BatchNorm's scale and moving statistics change in that stage only
+    (at the stage's momentum, put back afterwards), and a run killed inside it resumes them."""
+    config = plan_config(BN_PLAN)
+    trainer = trainer_lib.Trainer(config, str(tmp_path / "whole"))
+    model = trainer.build_model(model_fn)
+    bn = model.get_layer("backbone").get_layer("bn")
+    seen = []
+    fit_epoch = trainer_lib.Trainer._fit_epoch
+
+    def recording(self, *args, **kwargs):
+        before = [w.copy() for w in bn.get_weights()]  # gamma, beta, moving mean, moving variance
+        logs = fit_epoch(self, *args, **kwargs)
+        seen.append(([not np.array_equal(a, b) for a, b in zip(before, bn.get_weights())], bn.momentum))
+        return logs
+
+    monkeypatch.setattr(trainer_lib.Trainer, "_fit_epoch", recording)
+    expected = fit(trainer, model)
+    assert seen == [([False] * 4, 0.99), ([True] * 4, 0.5), ([True] * 4, 0.5), ([False] * 4, 0.99)]
+    monkeypatch.undo()
+
+    def run():
+        trainer = trainer_lib.Trainer(config, str(tmp_path / "killed"))
+        return fit(trainer, trainer.build_model(model_fn))
+
+    with monkeypatch.context() as patch:
+        crash_after_epoch(patch, 2)  # inside the stage that trains BatchNorm
+        with pytest.raises(Crash):
+            run()
+    resumed = run()
+    for w0, w1 in zip(expected.get_weights(), resumed.get_weights()):
+        np.testing.assert_allclose(w0, w1, rtol=1e-5, atol=1e-6)
+
+
 def test_a_corrupt_latest_backup_falls_back_to_the_one_before(tmp_path, monkeypatch, caplog):
     config = plan_config(PLAN[:2])
     with monkeypatch.context() as patch:

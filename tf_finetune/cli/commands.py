@@ -79,8 +79,7 @@ def lr_find(project, args):
     stage = plan[args.stage - 1]
     as_built = trainable.capture(model)
     for earlier in plan[: args.stage]:  # the structure (adapters) of the stages before it
-        described = trainable.apply(model, earlier.trainable, parts, as_built, lora_alpha=earlier.lora_alpha,
-                                    lora_targets=earlier.lora_targets)
+        described = trainable.apply_stage(model, earlier, parts, as_built)
     with trainer.strategy.scope():
         optimizer = optimizers.make_optimizer(stage.optimizer, args.start_lr, stage.weight_decay)
     compile_args = project.task.compile_args(config)

@@ -3,8 +3,9 @@
 The vocabulary is described in `tf_finetune.training.stages`. Every form works on the
 project's view of its model, `Parts`: the pretrained backbone (one layer, or None) and its
 blocks, bottom to top. "The head" is every layer that holds weights outside the blocks.
-BatchNormalization layers stay frozen (inference mode) and a `FrozenPrefix` stays frozen in
-every form; `as_built` puts back exactly what the model factory left trainable.
+BatchNormalization layers stay frozen (inference mode) unless a stage trains them
+(`batchnorm="train"`), and a `FrozenPrefix` stays frozen in every form; `as_built` puts back
+exactly what the model factory left trainable.
 """
 
 import dataclasses
@@ -44,21 +45,44 @@ def layer_blocks(backbone):
 
 
 def capture(model):
-    """Every layer's `trainable` flag (to put back with `restore`): the model as built."""
-    return [(layer, layer.trainable) for layer in model._flatten_layers(include_self=True, recursive=True)]
+    """Every layer's `trainable` flag and every BatchNormalization layer's momentum (to put
+    back with `restore`): the model as built."""
+    return [(layer, layer.trainable, getattr(layer, "momentum", None) if _is_batchnorm(layer) else None)
+            for layer in model._flatten_layers(include_self=True, recursive=True)]
 
 
 def restore(flags):
-    """Puts back the flags `capture` took.
+    """Puts back what `capture` took.
 
     `capture` lists a layer before its sublayers, so setting them in that order puts every flag
     back, whatever the recursive setter did to the sublayers first.
     """
-    for layer, flag in flags:
+    for layer, flag, momentum in flags:
         layer.trainable = flag
+        if momentum is not None:
+            layer.momentum = momentum
 
 
-def apply(model, trainable, parts, as_built, *, lora_alpha=0.0, lora_targets=("query", "value")):
+def apply_stage(model, stage, parts, as_built):
+    """`apply` with a `Stage`'s fields."""
+    return apply(model, stage.trainable, parts, as_built, lora_alpha=stage.lora_alpha,
+                 lora_targets=stage.lora_targets, batchnorm=stage.batchnorm,
+                 batchnorm_momentum=stage.batchnorm_momentum)
+
+
+def batchnorm_statistics(model):
+    """The moving means and variances of the BatchNormalization layers that train: state a
+    backup must hold although no optimizer updates it."""
+    return [v for layer in model._flatten_layers(include_self=False, recursive=True)
+            if _is_batchnorm(layer) and layer.trainable for v in (layer.moving_mean, layer.moving_variance)]
+
+
+def _is_batchnorm(layer):
+    return isinstance(layer, keras.layers.BatchNormalization)
+
+
+def apply(model, trainable, parts, as_built, *, lora_alpha=0.0, lora_targets=("query", "value"),
+          batchnorm="frozen", batchnorm_momentum=0.0):
     """Sets what trains in `model` for a stage's `trainable`; returns a one-line description.
 
     Args:
@@ -67,20 +91,36 @@ def apply(model, trainable, parts, as_built, *, lora_alpha=0.0, lora_targets=("q
         parts: the model's `Parts`.
         as_built: `capture(model)` taken right after the model was built.
         lora_alpha, lora_targets: the stage's LoRA settings (for "lora:R").
+        batchnorm: "frozen", or "train" to train the BatchNormalization layers inside what
+            trains (not available with "as_built").
+        batchnorm_momentum: their moving statistics' momentum when they train; 0 = as built.
     """
     kind, _, argument = trainable.partition(":")
     if kind == "as_built":
         restore(as_built)
         return "as the model was built"
-    freezing.unfreeze(model, keep_batchnorm_frozen=True)
+    for layer, _, momentum in as_built:  # an earlier stage may have changed them
+        if momentum is not None:
+            layer.momentum = momentum
+    described = _set_trainable(model, kind, argument, parts, lora_alpha, lora_targets, keep=batchnorm != "train")
+    _refreeze_prefixes(model)
+    _keep_adapters_only(model)
+    if batchnorm == "train":
+        training = [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+                    if _is_batchnorm(layer) and layer.trainable]
+        for layer in training:
+            layer.momentum = batchnorm_momentum or layer.momentum
+        momentum = f"momentum {batchnorm_momentum:g}" if batchnorm_momentum else "momentum as built"
+        described += f"; {len(training)} BatchNorm layers train ({momentum})"
+    return described
+
+
+def _set_trainable(model, kind, argument, parts, lora_alpha, lora_targets, keep):
+    freezing.unfreeze(model, keep_batchnorm_frozen=keep)
     if kind == "all":
-        _refreeze_prefixes(model)
-        _keep_adapters_only(model)
         return "everything"
     if kind == "top_layers":
-        n = freezing.unfreeze_top(parts.backbone, int(argument))
-        _refreeze_prefixes(model)
-        _keep_adapters_only(model)
+        n = freezing.unfreeze_top(parts.backbone, int(argument), keep_batchnorm_frozen=keep)
         return f"the head and the top {n} layers of {parts.backbone.name!r}"
     for layer in _pretrained_layers(parts):
         freezing.freeze(layer)
@@ -99,14 +139,12 @@ def apply(model, trainable, parts, as_built, *, lora_alpha=0.0, lora_targets=("q
         described = "the head"
     for block in chosen:
         for layer in block:
-            freezing.unfreeze(layer, keep_batchnorm_frozen=True)
+            freezing.unfreeze(layer, keep_batchnorm_frozen=keep)
     if kind == "lora":
         targets = lora.find_targets([layer for block in parts.blocks for layer in block], lora_targets)
         adapted = lora.enable([layer for found in targets.values() for layer in found], int(argument), lora_alpha)
         _unfreeze_only(parts.blocks, adapted)
         described += f" and rank-{argument} adapters on {len(adapted)} layers ({', '.join(lora_targets)})"
-    _refreeze_prefixes(model)
-    _keep_adapters_only(model)
     return described
 
 

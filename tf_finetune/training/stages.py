@@ -34,8 +34,10 @@ layers, the LSTM encoder's layers), counted from the top:
 | `all` | everything |
 | `lora:R` | the head and rank-R low-rank adapters on `lora_targets` (default the attention's query and value projections); nothing else |
 
-BatchNormalization layers stay frozen (inference mode) in every form, and a
-`FrozenPrefix` (a frozen bottom the trainer computes once) stays frozen.
+BatchNormalization layers stay frozen (inference mode, their pretrained statistics) in every
+form unless the stage says `batchnorm = "train"`: then those inside what the stage trains
+train too and re-estimate their moving statistics on this data, at `batchnorm_momentum` (0:
+as built). A `FrozenPrefix` (a frozen bottom the trainer computes once) stays frozen.
 
 Shorthands (`technique = ...`) expand into stages, recorded in full in `run.json`:
 
@@ -83,6 +85,7 @@ from tf_finetune.errors import UserError
 # Stage fields a config's flat settings fill in when a stage leaves them out.
 FROM_CONFIG = ("optimizer", "learning_rate", "lr_schedule", "warmup_epochs", "weight_decay",
                "layer_decay", "batch_size")
+BATCHNORM = ("frozen", "train")
 TRAINABLE_FORMS = ("as_built", "head", "all", "top:N", "from:LAYER", "top_layers:N", "lora:R")
 _TRAINABLE = re.compile(r"^(as_built|head|all)$|^(top|top_layers|from|lora):(.+)$")
 
@@ -119,6 +122,12 @@ class Stage:
         prune_layers: names of the layers to prune; by default every Dense, EinsumDense and
             convolution kernel with at least `prune_min_params` parameters.
         prune_min_params: the smallest kernel pruned by default (1,000).
+        batchnorm: "frozen" (every BatchNormalization layer in inference mode, with its
+            pretrained statistics) or "train": those inside what the stage trains train as
+            well, and their moving statistics follow this data (what a pruning stage needs,
+            whose zeros change the statistics under every pruned kernel).
+        batchnorm_momentum: with `batchnorm = "train"`, the momentum of the moving statistics;
+            0 = as built (MobileNet's 0.99; MobileNetV2's 0.999 takes thousands of steps).
     """
 
     name: str
@@ -144,6 +153,8 @@ class Stage:
     prune_frequency: int = 100
     prune_layers: typing.Tuple[str, ...] = ()
     prune_min_params: int = 1000
+    batchnorm: str = "frozen"
+    batchnorm_momentum: float = 0.0
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -399,6 +410,16 @@ def _check_values(where, stage):
         bad("prune_frequency", "must be at least 1 (steps between mask updates)")
     if stage.prune_min_params < 0:
         bad("prune_min_params", "must be >= 0")
+    if stage.batchnorm not in BATCHNORM:
+        bad("batchnorm", f"must be one of {', '.join(BATCHNORM)}")
+    if stage.batchnorm == "train" and kind == "as_built":
+        bad("batchnorm", "\"train\" applies to what the stage trains: name it with trainable "
+                         "(head, top:N, from:LAYER, top_layers:N or all) instead of as_built")
+    if not 0.0 <= stage.batchnorm_momentum < 1.0:
+        bad("batchnorm_momentum", "must be in [0, 1) (0 = as built)")
+    if stage.batchnorm_momentum and stage.batchnorm != "train":
+        bad("batchnorm_momentum", "sets the momentum of BatchNorm statistics that train: set "
+                                  "batchnorm = \"train\" too, or leave it out")
 
 
 def _check_technique(where, technique, spec):

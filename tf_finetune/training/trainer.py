@@ -244,9 +244,8 @@ class Trainer:
         finished, epoch, optimizer, restored = [], 0, None, True
 
         for index, stage in enumerate(plan):
-            described = trainable.apply(model, stage.trainable, parts, as_built,
-                                        lora_alpha=stage.lora_alpha, lora_targets=stage.lora_targets)
-            backups.track(model.trainable_variables)
+            described = trainable.apply_stage(model, stage, parts, as_built)
+            backups.track(model.trainable_variables + trainable.batchnorm_statistics(model))
             with self.strategy.scope():
                 pruned.add_stage(index)  # its masks, for a stage done before too (the backup has them)
             if index in done_before:  # done in an earlier process: its structure is replayed
