@@ -4,7 +4,8 @@ Each row is one `python -m projects.plant_cnn train --config ...` run, then one 
 kept model with `--format saved_model litert --quantize none int8` into a fresh folder beside
 the run (`--max-accuracy-drop 100`: the int8 file is measured, not gated). The pruned rows are
 `configs/plantvillage.toml` and `configs/seed_cnn.toml` followed by a pruning stage
-(`plantvillage_prune.toml`: 80%; `seed_cnn_prune.toml`: 90%). Columns: validation accuracy of
+(`plantvillage_prune.toml`: 80%; `seed_cnn_prune.toml`: 90%), and `plantvillage_plan.toml` on
+MobileNet 0.75 (`--backbone mobilenet`) followed by one (`plantvillage_mobilenet_prune.toml`: 80%). Columns: validation accuracy of
 the Keras model; the pruned kernels' sparsity as `export.json` records it (the share of zeros
 in the kernels the run pruned); the share of zeros in all of the model's Dense and convolution
 kernels, measured on the kept model, dense rows included; the SavedModel's size and gzip size
@@ -38,6 +39,8 @@ CONFIGS = os.path.join("projects", "plant_cnn", "configs")
 ROWS = {
     "plantvillage_dense": ["--config", os.path.join(CONFIGS, "plantvillage.toml")],
     "plantvillage_prune80": ["--config", os.path.join(CONFIGS, "plantvillage_prune.toml")],
+    "plantvillage_mobilenet_dense": ["--config", os.path.join(CONFIGS, "plantvillage_plan.toml"), "--backbone", "mobilenet"],
+    "plantvillage_mobilenet_prune80": ["--config", os.path.join(CONFIGS, "plantvillage_mobilenet_prune.toml")],
     "seed_cnn_dense": ["--config", os.path.join(CONFIGS, "seed_cnn.toml")],
     "seed_cnn_prune90": ["--config", os.path.join(CONFIGS, "seed_cnn_prune.toml")],
 }
