@@ -24,8 +24,9 @@ Rows:
   sst2_ema            sst2_2ep with a moving average of the weights (--ema-momentum 0.999)
   sst2_train_emb      sst2_2ep with the embeddings trained too (--no-freeze-embeddings)
   sst2_lora8          LoRA rank 8 (alpha 16) on query and value, the classifier, 3 epochs at 5e-4
-  sst2_lora8_all      the same on query, value, attention output and both feed-forward layers
                       (configs/sst2_lora.toml)
+  sst2_lora8_all      the same on query, value, attention output and both feed-forward layers
+                      (configs/sst2_lora_all.toml)
   sst2_b64            the defaults with batch 64 at a 7e-5 peak: half the steps and optimizer
                       updates per epoch (measured no faster on 2 CPU cores)
   sst2_4k_freeze5     4,000 training sentences, embeddings + 5 layers frozen, cached ...

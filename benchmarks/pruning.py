@@ -5,10 +5,10 @@ kept model with `--format saved_model litert --quantize none int8` into a fresh 
 the run (`--max-accuracy-drop 100`: the int8 file is measured, not gated). The pruned rows are
 `configs/plantvillage.toml` and `configs/seed_cnn.toml` followed by a pruning stage
 (`plantvillage_prune.toml`: 80%; `seed_cnn_prune.toml`: 90%), and `plantvillage_plan.toml` on
-MobileNet 0.75 (`--backbone mobilenet`) followed by one (`plantvillage_mobilenet_prune.toml`: 80%). Columns: validation accuracy of
-the Keras model; the pruned kernels' sparsity as `export.json` records it (the share of zeros
-in the kernels the run pruned); the share of zeros in all of the model's Dense and convolution
-kernels, measured on the kept model, dense rows included; the SavedModel's size and gzip size
+MobileNet 0.75 (`--backbone mobilenet`) followed by one (`plantvillage_mobilenet_prune.toml`:
+80%). Columns: validation accuracy of the Keras model; the pruned kernels' sparsity as
+`export.json` records it (the share of zeros in the kernels the run pruned); the share of
+zeros in all of the model's Dense and convolution kernels, measured on the kept model, dense rows included; the SavedModel's size and gzip size
 (a tar of its files, as `gzip` compresses), the float LiteRT file's gzip size, the int8 LiteRT
 file's size, gzip size and validation accuracy, as `export.json` records them; and the
 training wall time (`Trainer.fit`, validation every epoch).

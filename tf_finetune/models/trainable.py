@@ -47,7 +47,7 @@ def layer_blocks(backbone):
 def capture(model):
     """Every layer's `trainable` flag and every BatchNormalization layer's momentum (to put
     back with `restore`): the model as built."""
-    return [(layer, layer.trainable, getattr(layer, "momentum", None) if _is_batchnorm(layer) else None)
+    return [(layer, layer.trainable, layer.momentum if _is_batchnorm(layer) else None)
             for layer in model._flatten_layers(include_self=True, recursive=True)]
 
 
@@ -57,8 +57,13 @@ def restore(flags):
     `capture` lists a layer before its sublayers, so setting them in that order puts every flag
     back, whatever the recursive setter did to the sublayers first.
     """
-    for layer, flag, momentum in flags:
+    for layer, flag, _ in flags:
         layer.trainable = flag
+    _restore_momentum(flags)
+
+
+def _restore_momentum(flags):
+    for layer, _, momentum in flags:
         if momentum is not None:
             layer.momentum = momentum
 
@@ -99,9 +104,7 @@ def apply(model, trainable, parts, as_built, *, lora_alpha=0.0, lora_targets=("q
     if kind == "as_built":
         restore(as_built)
         return "as the model was built"
-    for layer, _, momentum in as_built:  # an earlier stage may have changed them
-        if momentum is not None:
-            layer.momentum = momentum
+    _restore_momentum(as_built)  # an earlier stage may have changed them
     described = _set_trainable(model, kind, argument, parts, lora_alpha, lora_targets, keep=batchnorm != "train")
     _refreeze_prefixes(model)
     _keep_adapters_only(model)
