@@ -7,11 +7,12 @@ the run (`--max-accuracy-drop 100`: the int8 file is measured, not gated). The p
 (`plantvillage_prune.toml`: 80%; `seed_cnn_prune.toml`: 90%), and `plantvillage_plan.toml` on
 MobileNet 0.75 (`--backbone mobilenet`) followed by one (`plantvillage_mobilenet_prune.toml`:
 80%). Columns: validation accuracy of the Keras model; the pruned kernels' sparsity as
-`export.json` records it (the share of zeros in the kernels the run pruned); the share of
-zeros in all of the model's Dense and convolution kernels, measured on the kept model, dense
-rows included; the SavedModel's size and gzip size (a tar of its files, as `gzip` compresses), the float LiteRT file's gzip size, the int8 LiteRT
-file's size, gzip size and validation accuracy, as `export.json` records them; and the
-training wall time (`Trainer.fit`, validation every epoch).
+`export.json` records it (the share of zeros in the kernels the run pruned); the share of zeros
+in all of the model's Dense and convolution kernels, measured on the kept model, dense rows
+included; the SavedModel's size and gzip size (a tar of its files, as `gzip` compresses), the
+float LiteRT file's gzip size, the int8 LiteRT file's size, gzip size and validation accuracy,
+as `export.json` records them; and the training wall time (`Trainer.fit`, validation every
+epoch).
 
 Goals (2 CPU cores): at 80% sparsity, PlantVillage within 1 point of the dense run's validation
 accuracy and its SavedModel gzip at most half the dense one's; seed_cnn (19M weights) at 90%
