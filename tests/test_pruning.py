@@ -136,6 +136,48 @@ def test_a_mask_zeroes_exactly_the_smallest_weights_ties_by_position_and_masks_o
     assert pruner.sparsity()["layers"]["d"] == {"params": 8, "zeros": 6, "sparsity": 0.75}
 
 
+@pytest.mark.parametrize("shapes, sparsity, expected", [
+    # Densities 40/24 * (8/16, 16/64): 16 * 5/6 + 64 * 5/12 = 40 weights kept of 80.
+    ([(4, 4), (8, 8)], 0.5, [1 / 6, 7 / 12]),
+    # The 2x2 kernel's share would be 5.06: it stays dense and the other keeps (182 - 4) / 256.
+    ([(2, 2), (16, 16)], 0.3, [0.0, 1 - 178 / 256]),
+    # A convolution's spatial dimensions count too: scores 10 / 36 and 18 / 64, 20 of 100 kept.
+    ([(3, 3, 2, 2), (1, 1, 8, 8)], 0.8, [1 - 20 / 28 * 10 / 36, 1 - 20 / 28 * 18 / 64]),
+])
+def test_erk_sparsities_match_a_hand_computation_and_add_up_to_the_target(shapes, sparsity, expected):
+    got = pruning.erk_sparsities(shapes, sparsity)
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+    sizes = [np.prod(shape) for shape in shapes]
+    assert sum(size * share for size, share in zip(sizes, got)) == pytest.approx(sparsity * sum(sizes))
+
+
+def test_erk_sparsities_never_drop_along_a_schedule():
+    shapes = [(1, 1, 96, 96), (1, 1, 96, 192), (1, 1, 384, 384), (1, 1, 768, 768), (3, 3, 1, 96)]
+    rows = [pruning.erk_sparsities(shapes, s) for s in np.linspace(0.0, 0.95, 40)]
+    assert np.all(np.diff(np.array(rows), axis=0) >= -1e-12)
+    assert rows[-1][0] < rows[-1][2] < rows[-1][3]  # the wider, the sparser
+
+
+def test_global_masks_share_one_threshold_and_only_grow():
+    small = np.array([[0.1, -0.2], [0.3, 0.05]], np.float32)
+    large = np.array([[0.9, -0.15, 0.8, 0.25]], np.float32)
+    layers = [dense_with(small), dense_with(large)]
+    pruner = pruning.Pruner([pruning.Kernel(f"d{i}", layer, layer._kernel) for i, layer in enumerate(layers)])
+
+    def after(sparsity, masks):
+        pruner.update(sparsity, allocation="global")
+        for layer, weights, mask in zip(layers, (small, large), masks):
+            np.testing.assert_array_equal(layer.kernel.numpy(), weights * np.array(mask, np.float32))
+
+    after(0.25, [[[0, 1], [1, 0]], [[1, 1, 1, 1]]])     # 2 of 8: 0.05 and 0.1, both in the small kernel
+    after(0.5, [[[0, 0], [1, 0]], [[1, 0, 1, 1]]])      # then 0.15 (large) and 0.2
+    after(0.4, [[[0, 0], [1, 0]], [[1, 0, 1, 1]]])      # a lower sparsity unmasks nothing
+    layers[1]._kernel.assign(large * [[1, 0, 1, 0.01]])  # 0.25 -> 0.0025, now below 0.3
+    after(0.625, [[[0, 0], [1, 0]], [[1, 0, 1, 0]]])
+    assert pruner.mask_sparsity(allocation="global") == 0.625
+    assert pruner.mask_sparsity() == 0.5  # "uniform": the least pruned kernel's share
+
+
 class Recorder(keras.callbacks.Callback):
     """The kernel's zero count when each batch starts (after the masks were remade) and ends
     (after its optimizer step)."""
@@ -240,6 +282,18 @@ def test_only_epochs_at_the_final_sparsity_can_be_the_best(tmp_path):
     assert kernel_sparsity(model, "head") == pytest.approx(0.99, abs=0.01)
 
 
+def test_an_erk_stage_keeps_the_small_kernel_dense_and_prunes_the_large_one_to_make_up(tmp_path):
+    """The hidden kernel (192x32) and the head's (32x3) at 75% together, by ERK: the head's
+    share would be 2.2, so it stays dense and the hidden kernel keeps (1560 - 96) of 6,144."""
+    plan = [{"name": "dense", "epochs": 1, "trainable": "all", "learning_rate": 0.01},
+            {"name": "prune", "epochs": 1, "learning_rate": 0.01, "prune_sparsity": 0.75, "prune_min_params": 0,
+             "prune_allocation": "erk", "prune_frequency": 2}]
+    model = fit_plan(tmp_path, plan)
+    assert kernel_sparsity(model, "head") == 0.0
+    assert kernel_sparsity(model, "hidden") == pruning.pruned_count(1 - 1464 / 6144, 6144) / 6144
+    assert read_history(str(tmp_path))["sparsity"][-1] == pytest.approx(0.75, abs=1 / 6240)
+
+
 def test_a_rerun_after_a_crash_mid_pruning_ends_like_an_uninterrupted_run(pruned_run, tmp_path, monkeypatch):
     whole_dir, expected = pruned_run
     with monkeypatch.context() as patch:
@@ -305,6 +359,8 @@ def test_the_savedmodel_records_the_sparsity_and_serves_like_the_masked_model(pr
      "stage's last step. Received: prune_end_step=20"),
     ({"prune_sparsity": 0.5, "prune_frequency": 0}, "field prune_frequency: must be at least 1"),
     ({"prune_sparsity": 0.5, "prune_layers": [3]}, "field prune_layers: must be a list of names"),
+    ({"prune_sparsity": 0.5, "prune_allocation": "layerwise"},
+     "field prune_allocation: must be one of uniform, erk, global. Received: prune_allocation='layerwise'"),
 ])
 def test_a_bad_pruning_field_is_one_line(fields, message):
     specs = ({"name": "fit", "epochs": 1}, {"name": "prune", "epochs": 1, **fields})

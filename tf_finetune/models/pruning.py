@@ -4,13 +4,18 @@ Keras 3 has no pruning tool (tensorflow-model-optimization works only with `tf_k
 is tfmot's method rebuilt on Keras 3:
 
 - each pruned kernel gets a mask: a non-trainable float32 `keras.Variable`, ones at first;
-- every `frequency` steps of a pruning stage the masks are remade: each kernel's smallest-|w|
-  fraction `s_t` is zeroed (per layer, as tfmot), where `s_t` follows Zhu & Gupta's polynomial
-  schedule from `initial` at `begin_step` to `target` at `end_step`:
+- every `frequency` steps of a pruning stage the masks are remade: a fraction `s_t` of the
+  kernels' weights is zeroed, where `s_t` follows Zhu & Gupta's polynomial schedule from
+  `initial` at `begin_step` to `target` at `end_step`:
 
       s_t = target + (initial - target) * (1 - (t - begin) / (end - begin)) ** 3
 
-  which prunes fast at first, while many weights are redundant, and slowly near the target;
+  which prunes fast at first, while many weights are redundant, and slowly near the target.
+  How `s_t` is shared among the kernels is the `allocation` (a stage's `prune_allocation`): "uniform" zeroes
+  each kernel's smallest-|w| fraction `s_t` (tfmot's per-layer pruning); "erk" gives each
+  kernel its own sparsity, denser for small and narrow kernels, by the Erdős–Rényi-Kernel rule
+  (Evci et al. 2020, RigL; `erk_sparsities`); "global" zeroes the smallest-|w| fraction `s_t`
+  of all the kernels' weights together (one threshold; a kernel of small weights loses more);
 - after every optimizer step each kernel is multiplied by its mask inside the train step's
   graph: the mask is the kernel variable's `constraint` (`MaskConstraint`), which Keras 3's
   optimizer applies right after each gradient update (`BaseOptimizer.apply`). The traced step
@@ -208,6 +213,46 @@ def pruned_count(sparsity, size):
     return int(math.floor(sparsity * size + 0.5))
 
 
+def erk_sparsities(shapes, sparsity):
+    """Each kernel's sparsity (a list, in the order of `shapes`) so that the kernels together
+    have `sparsity`, by the Erdős–Rényi-Kernel rule of RigL (Evci et al. 2020): kernel k keeps
+    a density proportional to `sum(shape_k) / prod(shape_k)`, so a 96x96 1x1 convolution keeps
+    8 times the share of a 768x768 one, and a kernel whose share would pass 1 stays dense (the
+    others' shares are raised to make up for it, as in RigL).
+
+    The densities fall as `sparsity` rises, so along a schedule no kernel's sparsity ever drops.
+    """
+    sizes = [math.prod(shape) for shape in shapes]
+    scores = [sum(shape) / size for shape, size in zip(shapes, sizes)]
+    keep = (1.0 - sparsity) * sum(sizes)
+    dense = set()
+    while True:
+        sparse = [k for k in range(len(shapes)) if k not in dense]
+        if not sparse:
+            return [0.0] * len(shapes)
+        scale = (keep - sum(sizes[k] for k in dense)) / sum(scores[k] * sizes[k] for k in sparse)
+        over = [k for k in sparse if scale * scores[k] > 1.0]
+        if not over:
+            break
+        dense.update(over)
+    return [0.0 if k in dense else max(1.0 - scale * scores[k], 0.0) for k in range(len(shapes))]
+
+
+def global_masks(weights, masks, sparsity):
+    """New masks for the kernels `weights` (a list of arrays) that zero the smallest-|w|
+    `pruned_count(sparsity)` of all their entries together: one magnitude threshold for every
+    kernel. As `magnitude_mask`: entries already masked count as the smallest, ties go to the
+    earlier kernel and position."""
+    flats = [np.abs(np.asarray(w, np.float64)).ravel() for w in weights]
+    befores = [np.asarray(m).ravel() == 0 for m in masks]
+    flat = np.concatenate([np.where(before, -1.0, f) for f, before in zip(flats, befores)])
+    count = max(pruned_count(sparsity, flat.size), int(sum(before.sum() for before in befores)))
+    new = np.ones(flat.size, np.float32)
+    new[np.argsort(flat, kind="stable")[:count]] = 0.0
+    bounds = np.cumsum([0] + [f.size for f in flats])
+    return [new[a:b].reshape(np.shape(w)) for a, b, w in zip(bounds[:-1], bounds[1:], weights)]
+
+
 def magnitude_mask(weights, mask, sparsity):
     """A new mask for `weights` zeroing the `pruned_count(sparsity)` entries of smallest |w|.
 
@@ -265,12 +310,20 @@ class Pruner:
     def names(self):
         return list(self._kernels)
 
-    def update(self, sparsity, names=None):
-        """Remakes the masks of `names` (default all) at `sparsity` and applies them."""
-        for name in names or self.names:
-            weights = keras.ops.convert_to_numpy(self._kernels[name].variable)
-            mask = self._masks[name]
-            mask.assign(magnitude_mask(weights, keras.ops.convert_to_numpy(mask), sparsity))
+    def update(self, sparsity, names=None, allocation="uniform"):
+        """Remakes the masks of `names` (default all) so that together they zero `sparsity` of
+        the kernels' weights, shared as `allocation` says ("uniform", "erk" or "global"), and applies them."""
+        names = names or self.names
+        weights = [keras.ops.convert_to_numpy(self._kernels[name].variable) for name in names]
+        masks = [keras.ops.convert_to_numpy(self._masks[name]) for name in names]
+        if allocation == "global":
+            new = global_masks(weights, masks, sparsity)
+        else:
+            shares = (erk_sparsities([w.shape for w in weights], sparsity) if allocation == "erk"
+                      else [sparsity] * len(names))
+            new = [magnitude_mask(w, m, share) for w, m, share in zip(weights, masks, shares)]
+        for name, mask in zip(names, new):
+            self._masks[name].assign(mask)
         self.apply(names)
 
     def apply(self, names=None):
@@ -309,12 +362,15 @@ class Pruner:
         """Weights in the kernels `names` (default all)."""
         return sum(self._kernels[name].size for name in names or self.names)
 
-    def mask_sparsity(self, names=None):
-        """The smallest fraction of masked entries among the kernels `names` (default all):
-        where a stage that prunes them starts its schedule."""
-        fractions = [1.0 - float(np.mean(keras.ops.convert_to_numpy(self._masks[name])))
-                     for name in names or self.names]
-        return min(fractions, default=0.0)
+    def mask_sparsity(self, names=None, allocation="uniform"):
+        """Where a stage that prunes the kernels `names` (default all) starts its schedule: the
+        smallest fraction of masked entries among them ("uniform" allocation), or the masked
+        share of all their entries together (the others, whose kernels differ by design)."""
+        masks = [keras.ops.convert_to_numpy(self._masks[name]) for name in names or self.names]
+        if allocation != "uniform":
+            size = sum(mask.size for mask in masks)
+            return float(sum(np.count_nonzero(mask == 0) for mask in masks)) / size if size else 0.0
+        return min((1.0 - float(np.mean(mask)) for mask in masks), default=0.0)
 
     def sparsity(self):
         """`sparsity_report` of the kernels, counted from their zero weights."""
@@ -396,17 +452,18 @@ class PruningCallback(keras.callbacks.Callback):
     `schedule` None: only the averages (a stage after a pruning one, whose masks remain).
     """
 
-    def __init__(self, pruner, schedule=None, names=None, first_step=0):
+    def __init__(self, pruner, schedule=None, names=None, first_step=0, allocation="uniform"):
         super().__init__()
         self.pruner = pruner
         self.schedule = schedule
         self.names = names
         self.first_step = first_step
+        self.allocation = allocation
 
     def on_train_batch_begin(self, batch, logs=None):
         step = self.first_step + batch
         if self.schedule is not None and self.schedule.updates_at(step):
-            self.pruner.update(self.schedule.sparsity(step), self.names)
+            self.pruner.update(self.schedule.sparsity(step), self.names, self.allocation)
 
     def on_test_begin(self, logs=None):
         # Before keras.callbacks.SwapEMAWeights puts the average into the model.
@@ -456,6 +513,7 @@ class PlanPruning:
         self.pruner = Pruner() if pruning else None
         self.schedule = None
         self.names = None
+        self.allocation = "uniform"
         self.steps_per_epoch = None
 
     @property
@@ -479,14 +537,16 @@ class PlanPruning:
         if stage.prune_sparsity <= 0:
             return
         self.names = [kernel.name for kernel in _stage_kernels(self.model, index, stage)]
+        self.allocation = stage.prune_allocation
         if initial is None:
-            initial = self.pruner.mask_sparsity(self.names)
+            initial = self.pruner.mask_sparsity(self.names, stage.prune_allocation)
         where = f"Stage {index + 1} ({stage.name})"
         self.schedule = Schedule.for_stage(stage, stage.epochs * steps_per_epoch, initial, where)
         s = self.schedule
-        logger.info("%s prunes %d kernels (%s weights) from %.1f%% to %.1f%% sparsity, steps %d to %d of %d, "
-                    "every %d steps.", where, len(self.names), f"{self.pruner.size(self.names):,}", 100 * s.initial,
-                    100 * s.target, s.begin_step, s.end_step, stage.epochs * steps_per_epoch, s.frequency)
+        logger.info("%s prunes %d kernels (%s weights) from %.1f%% to %.1f%% sparsity (%s), steps %d to %d of "
+                    "%d, every %d steps.", where, len(self.names), f"{self.pruner.size(self.names):,}", 100 * s.initial,
+                    100 * s.target, stage.prune_allocation, s.begin_step, s.end_step, stage.epochs * steps_per_epoch,
+                    s.frequency)
 
     def callbacks(self, epoch_in_stage):
         """The callbacks of an epoch of the current stage: `[PruningCallback]`, or none for a
@@ -494,7 +554,7 @@ class PlanPruning:
         if not self.active:
             return []
         first = epoch_in_stage * (self.steps_per_epoch or 0)
-        return [PruningCallback(self.pruner, self.schedule, self.names, first_step=first)]
+        return [PruningCallback(self.pruner, self.schedule, self.names, first_step=first, allocation=self.allocation)]
 
     def logs(self):
         """`{"sparsity": the pruned kernels' zeros / weights}` for the epoch's logs ({} without pruning)."""

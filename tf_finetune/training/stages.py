@@ -86,6 +86,8 @@ from tf_finetune.errors import UserError
 FROM_CONFIG = ("optimizer", "learning_rate", "lr_schedule", "warmup_epochs", "weight_decay",
                "layer_decay", "batch_size")
 BATCHNORM = ("frozen", "train")
+# How a pruning stage shares its sparsity among its kernels (tf_finetune.models.pruning).
+PRUNE_ALLOCATIONS = ("uniform", "erk", "global")
 TRAINABLE_FORMS = ("as_built", "head", "all", "top:N", "from:LAYER", "top_layers:N", "lora:R")
 _TRAINABLE = re.compile(r"^(as_built|head|all)$|^(top|top_layers|from|lora):(.+)$")
 
@@ -122,6 +124,9 @@ class Stage:
         prune_layers: names of the layers to prune; by default every Dense, EinsumDense and
             convolution kernel with at least `prune_min_params` parameters.
         prune_min_params: the smallest kernel pruned by default (1,000).
+        prune_allocation: how `prune_sparsity` is shared among the kernels: "uniform" (each
+            kernel to it), "erk" (Erdős–Rényi-Kernel: small and narrow kernels denser, large
+            ones sparser) or "global" (one magnitude threshold over all the kernels).
         batchnorm: "frozen" (every BatchNormalization layer in inference mode, with its
             pretrained statistics) or "train": those inside what the stage trains train as
             well, and their moving statistics follow this data (what a pruning stage needs,
@@ -153,6 +158,7 @@ class Stage:
     prune_frequency: int = 100
     prune_layers: typing.Tuple[str, ...] = ()
     prune_min_params: int = 1000
+    prune_allocation: str = "uniform"
     batchnorm: str = "frozen"
     batchnorm_momentum: float = 0.0
 
@@ -410,6 +416,8 @@ def _check_values(where, stage):
         bad("prune_frequency", "must be at least 1 (steps between mask updates)")
     if stage.prune_min_params < 0:
         bad("prune_min_params", "must be >= 0")
+    if stage.prune_allocation not in PRUNE_ALLOCATIONS:
+        bad("prune_allocation", f"must be one of {', '.join(PRUNE_ALLOCATIONS)}")
     if stage.batchnorm not in BATCHNORM:
         bad("batchnorm", f"must be one of {', '.join(BATCHNORM)}")
     if stage.batchnorm == "train" and kind == "as_built":
