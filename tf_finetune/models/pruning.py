@@ -11,11 +11,12 @@ is tfmot's method rebuilt on Keras 3:
       s_t = target + (initial - target) * (1 - (t - begin) / (end - begin)) ** 3
 
   which prunes fast at first, while many weights are redundant, and slowly near the target.
-  How `s_t` is shared among the kernels is the `allocation` (a stage's `prune_allocation`): "uniform" zeroes
-  each kernel's smallest-|w| fraction `s_t` (tfmot's per-layer pruning); "erk" gives each
-  kernel its own sparsity, denser for small and narrow kernels, by the Erdős–Rényi-Kernel rule
-  (Evci et al. 2020, RigL; `erk_sparsities`); "global" zeroes the smallest-|w| fraction `s_t`
-  of all the kernels' weights together (one threshold; a kernel of small weights loses more);
+  How `s_t` is shared among the kernels is the `allocation` (a stage's `prune_allocation`):
+  "uniform" zeroes each kernel's smallest-|w| fraction `s_t` (tfmot's per-layer pruning);
+  "erk" gives each kernel its own sparsity, denser for small and narrow kernels, by the
+  Erdős–Rényi-Kernel rule (Evci et al. 2020, RigL; `erk_sparsities`); "global" zeroes the
+  smallest-|w| fraction `s_t` of all the kernels' weights together (one threshold, so a
+  kernel of small weights loses more);
 - after every optimizer step each kernel is multiplied by its mask inside the train step's
   graph: the mask is the kernel variable's `constraint` (`MaskConstraint`), which Keras 3's
   optimizer applies right after each gradient update (`BaseOptimizer.apply`). The traced step
@@ -312,7 +313,8 @@ class Pruner:
 
     def update(self, sparsity, names=None, allocation="uniform"):
         """Remakes the masks of `names` (default all) so that together they zero `sparsity` of
-        the kernels' weights, shared as `allocation` says ("uniform", "erk" or "global"), and applies them."""
+        the kernels' weights, shared as `allocation` says ("uniform", "erk" or "global"), and
+        applies them."""
         names = names or self.names
         weights = [keras.ops.convert_to_numpy(self._kernels[name].variable) for name in names]
         masks = [keras.ops.convert_to_numpy(self._masks[name]) for name in names]
