@@ -361,6 +361,10 @@ def test_the_savedmodel_records_the_sparsity_and_serves_like_the_masked_model(pr
     ({"prune_sparsity": 0.5, "prune_layers": [3]}, "field prune_layers: must be a list of names"),
     ({"prune_sparsity": 0.5, "prune_allocation": "layerwise"},
      "field prune_allocation: must be one of uniform, erk, global. Received: prune_allocation='layerwise'"),
+    ({"distill_alpha": 1.5}, "stage 2 ('prune'), field distill_alpha: must be in [0, 1] (the soft targets' weight; "
+                             "0 = no teacher). Received: distill_alpha=1.5"),
+    ({"distill_alpha": 0.5, "distill_temperature": 0.0},
+     "field distill_temperature: must be positive. Received: distill_temperature=0.0"),
 ])
 def test_a_bad_pruning_field_is_one_line(fields, message):
     specs = ({"name": "fit", "epochs": 1}, {"name": "prune", "epochs": 1, **fields})

@@ -68,6 +68,7 @@ def train_run(project, config, run_path, *, data_dir=None, smoke=False, export_d
 def _train(project, config, trainer, *, data_dir, smoke, export_dir, request, record, quiet, head_cache, data_fn,
            fit_overrides):
     from tf_finetune.cli import commands
+    from tf_finetune.training import stage_teacher
     from tf_finetune.training.strategy import describe_strategy
 
     # Only the chief of a multi-worker cluster writes to the run directory and the export
@@ -78,6 +79,8 @@ def _train(project, config, trainer, *, data_dir, smoke, export_dir, request, re
     model = trainer.build_model(lambda: project.build_model(config, data))
     parts = project.parts(model)
     plan = trainer.plan(model, parts, train_examples=data.info.get("train_examples"))
+    compile_args = project.task.compile_args(config)
+    stage_teacher.check_plan(plan, own_loss="loss" in compile_args or fit_overrides is not None)
 
     run = trainer.out
     os.makedirs(run.path, exist_ok=True)
@@ -101,7 +104,7 @@ def _train(project, config, trainer, *, data_dir, smoke, export_dir, request, re
     if head_cache is not None and not getattr(data.augmentation, "is_random", data.augmentation is not None):
         # Unaugmented training data: a frozen backbone's outputs are the same every epoch.
         cache = dict(head_cache=head_cache, data_key=_data_key(config, data))
-    fit = {"train": data.train_batches or data.train, "val": data.val, **project.task.compile_args(config)}
+    fit = {"train": data.train_batches or data.train, "val": data.val, **compile_args}
     if fit_overrides is not None:
         fit.update(fit_overrides(data))
     best = trainer.fit(model, parts=parts, plan=plan, **fit, **cache)

@@ -127,6 +127,10 @@ class Stage:
         prune_allocation: how `prune_sparsity` is shared among the kernels: "uniform" (each
             kernel to it), "erk" (Erdős–Rényi-Kernel: small and narrow kernels denser, large
             ones sparser) or "global" (one magnitude threshold over all the kernels).
+        distill_alpha: when > 0, the stage also learns from a frozen copy of the model as the
+            stage begins (`tf_finetune.training.stage_teacher`): this weight on its soft
+            targets, 1 - alpha on the labels' loss; in (0, 1].
+        distill_temperature: the temperature of those soft targets (> 0).
         batchnorm: "frozen" (every BatchNormalization layer in inference mode, with its
             pretrained statistics) or "train": those inside what the stage trains train as
             well, and their moving statistics follow this data (what a pruning stage needs,
@@ -159,6 +163,8 @@ class Stage:
     prune_layers: typing.Tuple[str, ...] = ()
     prune_min_params: int = 1000
     prune_allocation: str = "uniform"
+    distill_alpha: float = 0.0
+    distill_temperature: float = 2.0
     batchnorm: str = "frozen"
     batchnorm_momentum: float = 0.0
 
@@ -418,6 +424,10 @@ def _check_values(where, stage):
         bad("prune_min_params", "must be >= 0")
     if stage.prune_allocation not in PRUNE_ALLOCATIONS:
         bad("prune_allocation", f"must be one of {', '.join(PRUNE_ALLOCATIONS)}")
+    if not 0.0 <= stage.distill_alpha <= 1.0:
+        bad("distill_alpha", "must be in [0, 1] (the soft targets' weight; 0 = no teacher)")
+    if not stage.distill_temperature > 0 or not math.isfinite(stage.distill_temperature):
+        bad("distill_temperature", "must be positive")
     if stage.batchnorm not in BATCHNORM:
         bad("batchnorm", f"must be one of {', '.join(BATCHNORM)}")
     if stage.batchnorm == "train" and kind == "as_built":

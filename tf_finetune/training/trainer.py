@@ -58,6 +58,7 @@ from tf_finetune.training import backup as backup_lib
 from tf_finetune.training import distributed
 from tf_finetune.training import optimizers
 from tf_finetune.training import schedules
+from tf_finetune.training import stage_teacher
 from tf_finetune.training import stages as stages_lib
 from tf_finetune.training.epoch_log import EpochLog
 from tf_finetune.training.plateau import Plateau
@@ -145,13 +146,16 @@ class Trainer:
         c = self.config
         with self.strategy.scope():
             if loss is None:
-                if c.label_smoothing > 0:
-                    loss = keras.losses.CategoricalCrossentropy(label_smoothing=c.label_smoothing)
-                else:
-                    loss = keras.losses.SparseCategoricalCrossentropy()
+                loss = self.default_loss()
             model.compile(optimizer=optimizer, loss=loss,
                           metrics=metrics if metrics is not None else ["accuracy"],
                           weighted_metrics=weighted_metrics, jit_compile=c.jit_compile)
+
+    def default_loss(self):
+        """Classification: cross-entropy on probabilities, label-smoothed when configured."""
+        if self.config.label_smoothing > 0:
+            return keras.losses.CategoricalCrossentropy(label_smoothing=self.config.label_smoothing)
+        return keras.losses.SparseCategoricalCrossentropy()
 
     # --- Plan ---
 
@@ -218,6 +222,7 @@ class Trainer:
         if parts is None:
             parts = Parts(backbone, trainable.layer_blocks(backbone))
         plan = plan or self.plan(model, parts)
+        stage_teacher.check_plan(plan, own_loss=loss is not None or metrics is not None)
         state = self.run.read_state()
         done_before = {s["index"]: s for s in state.get("stages", [])}
         if all(i in done_before for i in range(len(plan))) and self.run.is_finished():
@@ -265,6 +270,13 @@ class Trainer:
                 if head and num_classes:
                     head = (head[0], _one_hot(head[1], num_classes), _one_hot(head[2], num_classes))
             stage_model, stage_train, stage_val = head or (fit_model, train, val)
+            stage_loss, stage_metrics = loss, metrics
+            if stage.distill_alpha > 0:  # the stage learns from the model as it begins
+                with self.strategy.scope():
+                    stage_model = stage_teacher.with_teacher(stage_model)
+                stage_loss = stage_teacher.TeacherLoss(self.default_loss(), stage.distill_alpha,
+                                                       stage.distill_temperature)
+                stage_metrics = [stage_teacher.student_accuracy(one_hot=num_classes is not None)]
             if not restored and latest is None:
                 raise UserError(f"{self.run.backup_dir} is missing, so the {stage.name!r} stage cannot resume: "
                                 "pass a new --output-dir to train again.")
@@ -280,9 +292,10 @@ class Trainer:
                     origin -= 1
                 steps = _cardinality(_epoch_batches(stage_train, epoch_seed(c.seed, origin, 0),
                                                     plan[origin].batch_size, c.batch_size))
-                optimizer = self.make_optimizer(stage_model, plan[origin], steps,
+                optimizer = self.make_optimizer(head[0] if head else fit_model, plan[origin], steps,
                                                 learning_rate=peak if origin == index else None)
-            self.compile(stage_model, optimizer, loss=loss, metrics=metrics, weighted_metrics=weighted_metrics)
+            self.compile(stage_model, optimizer, loss=stage_loss, metrics=stage_metrics,
+                         weighted_metrics=weighted_metrics)
             stalls = Plateau(mode)
             lowering = Plateau(mode)
             done, ending, prune_initial = 0, None, None
@@ -305,6 +318,9 @@ class Trainer:
                     logger.info("Resuming stage %d (%s) after epoch %d of %d (backup in %s).",
                                 index + 1, stage.name, done, stage.epochs, self.run.backup_dir)
                 latest = None
+            if stage.distill_alpha > 0:
+                stage_teacher.set_teacher(stage_model, stage, index, self.run.backup_dir, resumed=resumed,
+                                          write=self.is_chief)
             if pruned.active:
                 pruned.start_stage(index, _cardinality(_epoch_batches(stage_train, epoch_seed(c.seed, index, 0),
                                                                       stage.batch_size, c.batch_size)),
