@@ -80,7 +80,7 @@ def _train(project, config, trainer, *, data_dir, smoke, export_dir, request, re
     parts = project.parts(model)
     plan = trainer.plan(model, parts, train_examples=data.info.get("train_examples"))
     compile_args = project.task.compile_args(config)
-    stage_teacher.check_plan(plan, own_loss="loss" in compile_args or fit_overrides is not None)
+    stage_teacher.check_plan(plan, own_loss=bool(compile_args) or fit_overrides is not None)
 
     run = trainer.out
     os.makedirs(run.path, exist_ok=True)
