@@ -13,7 +13,7 @@ being pruned what it knew, on every batch, where the labels say only which class
 
 The model and teacher run side by side in one Keras model (`WithTeacher`) whose output is the
 two outputs concatenated on the last axis; the loss (`TeacherLoss`) and the accuracy metric
-(`StudentAccuracy`) split it, so `fit`, validation, callbacks and the trainer's backups see the
+(`student_accuracy`) split it, so `fit`, validation, callbacks and the trainer's backups see the
 model's own variables (the teacher's are not trainable). Validation reports the model's
 accuracy; its loss is this loss. The teacher's weights are written to the run's backup folder
 when the stage starts, so a run killed mid-stage resumes with the same teacher.
@@ -70,16 +70,16 @@ class TeacherLoss(keras.losses.Loss):
         super().__init__(name=name, **kwargs)
         self.base = base
         self.alpha = float(alpha)
-        self.temperature = float(temperature)
+        # The T^2-scaled KL term of `distill` (tf_finetune.distillation.loss), on log-probabilities.
+        self._soft = keras.distillation.LogitsDistillation(temperature=float(temperature),
+                                                           loss=keras.losses.KLDivergence())
 
     def call(self, y_true, y_pred):
         model, teacher = _halves(y_pred)
         labels = self.base.call(y_true, model)
-        t = self.temperature
-        log_q = keras.ops.log_softmax(keras.ops.log(teacher + EPSILON) / t, axis=-1)
-        log_p = keras.ops.log_softmax(keras.ops.log(model + EPSILON) / t, axis=-1)
-        kl = keras.ops.sum(keras.ops.exp(log_q) * (log_q - log_p), axis=-1)
-        return (1.0 - self.alpha) * labels + self.alpha * t * t * kl
+        # The batch mean of the soft term, added to every example's: the batch's mean loss is
+        # (1 - alpha) * mean(labels' loss) + alpha * mean(T^2 KL).
+        return (1.0 - self.alpha) * labels + self.alpha * self._soft.compute_loss(_log(teacher), _log(model))
 
 
 def student_accuracy(one_hot):
@@ -88,6 +88,10 @@ def student_accuracy(one_hot):
     accuracy = keras.metrics.categorical_accuracy if one_hot else keras.metrics.sparse_categorical_accuracy
     return keras.metrics.MeanMetricWrapper(lambda y_true, y_pred: accuracy(y_true, _halves(y_pred)[0]),
                                            name="accuracy")
+
+
+def _log(probabilities):
+    return keras.ops.log(keras.ops.clip(probabilities, EPSILON, 1.0))
 
 
 def _halves(y_pred):
