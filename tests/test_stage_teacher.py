@@ -60,6 +60,28 @@ def test_the_accuracy_reads_the_models_half_only():
     assert float(metric.result()) == 1.0 and metric.name == "accuracy"
 
 
+def test_the_teacher_of_a_text_model_reads_text_and_starts_as_the_model():
+    """The copy shares the vectorizer (its lookup table is no variable, so a rebuilt one would be
+    empty) and rebuilds every layer with weights: equal outputs at first, then the teacher stays
+    put while the model trains."""
+    vectorizer = keras.layers.TextVectorization(max_tokens=20, output_sequence_length=4)
+    vectorizer.adapt(["a good film", "a bad film", "good acting bad plot"])
+    inputs = keras.Input((), dtype="string")
+    encoder = keras.Sequential([keras.layers.Embedding(20, 4), keras.layers.GlobalAveragePooling1D()])
+    outputs = keras.layers.Dense(2, activation="softmax")(encoder(vectorizer(inputs)))
+    model = keras.Model(inputs, outputs)
+    taught = stage_teacher.with_teacher(model)
+    taught.teacher.set_weights(model.get_weights())
+    texts = np.array(["a good film", "bad plot"])
+    both = np.asarray(taught(texts))
+    np.testing.assert_array_equal(both[:, :2], both[:, 2:])
+    assert taught.teacher.layers[1] is vectorizer and taught.teacher.layers[2] is not encoder
+    model.set_weights([w + 1.0 for w in model.get_weights()])
+    after = np.asarray(taught(texts))
+    np.testing.assert_array_equal(after[:, 2:], both[:, 2:])
+    assert np.abs(after[:, :2] - both[:, :2]).max() > 1e-4
+
+
 PLAN = [{"name": "dense", "epochs": 1, "trainable": "all", "learning_rate": 0.01},
         {"name": "taught", "epochs": 2, "learning_rate": 0.01, "distill_alpha": 0.7, "distill_temperature": 3.0}]
 

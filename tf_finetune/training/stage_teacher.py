@@ -122,4 +122,24 @@ def set_teacher(taught, stage, index, backup_dir, *, resumed, write):
 
 def with_teacher(model):
     """`WithTeacher(model, a copy of model)`: the copy's weights are set by `set_teacher`."""
-    return WithTeacher(model, keras.models.clone_model(model), name=f"{model.name}_with_teacher")
+    return WithTeacher(model, _copy(model), name=f"{model.name}_with_teacher")
+
+
+def _copy(layer):
+    """A copy of `layer` for the teacher: nested Functional and Sequential models copied layer by
+    layer, layers without variables shared (a text vectorizer's lookup table is not a variable,
+    so a rebuilt one would start empty; these layers compute a fixed function of their input),
+    any other layer rebuilt from its config."""
+    if not getattr(layer, "variables", None):  # also Keras ops in a functional graph
+        return layer
+    if _plain_model(layer):
+        return keras.models.clone_model(layer, clone_function=_copy)
+    if isinstance(layer, keras.Model):  # a model class of its own (keras-hub's): its own config
+        return keras.models.clone_model(layer)
+    return layer.__class__.from_config(layer.get_config())
+
+
+def _plain_model(layer):
+    """Keras's own Sequential or Functional class (not a subclass with a config of its own)."""
+    kind = type(layer)
+    return kind.__module__.startswith("keras.") and kind.__name__ in ("Sequential", "Functional")
