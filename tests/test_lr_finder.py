@@ -71,3 +71,26 @@ def test_lr_find_refuses_a_run_directory_and_writes_nothing(tmp_path, capsys):
     result = call_cli(PROJECT, ["lr-find", "--smoke", "--output-dir", str(run)], capsys)
     assert_one_line_error(result, f"--output-dir {run} is a training run directory", "pass a new folder")
     assert sorted(os.listdir(run)) == before
+
+
+def test_lr_find_on_a_taught_stage_sweeps_the_stages_loss(tmp_path, capsys):
+    """A stage with distill_alpha learns from the model as the stage begins; its range test
+    sweeps that loss: at the sweep's first step the teacher equals the model, so the soft term
+    is 0 and the loss is (1 - alpha) times the labels' loss of the same stage untaught."""
+    from projects.sentiment_lstm.project import PROJECT
+    from tests.conftest import require_data
+
+    data = require_data("imdb")
+    first_losses = {}
+    for alpha in (0.0, 0.75):
+        config = tmp_path / f"plan{alpha}.toml"
+        config.write_text(f'[[stages]]\nname = "all"\nepochs = 1\ntrainable = "all"\nlearning_rate = 0.001\n'
+                          f"distill_alpha = {alpha}\n")
+        out = tmp_path / f"lr{alpha}"
+        result = call_cli(PROJECT, ["lr-find", "--smoke", "--config", str(config), "--data-dir", data,
+                                    "--steps", "5", "--start-lr", "1e-7", "--end-lr", "1e-6",
+                                    "--output-dir", str(out)], capsys)
+        assert result.status == 0, result.err[-3000:]
+        first_losses[alpha] = float((out / "lr_find.csv").read_text().splitlines()[1].split(",")[2])
+    assert first_losses[0.0] > 0.1
+    np.testing.assert_allclose(first_losses[0.75], 0.25 * first_losses[0.0], rtol=1e-3)

@@ -67,6 +67,7 @@ def lr_find(project, args):
     from tf_finetune.training import Trainer
     from tf_finetune.training import lr_finder
     from tf_finetune.training import optimizers
+    from tf_finetune.training import stage_teacher
 
     trainer = Trainer(config, out.path)
     data = project.load_data(config, args.data_dir)
@@ -83,16 +84,25 @@ def lr_find(project, args):
     with trainer.strategy.scope():
         optimizer = optimizers.make_optimizer(stage.optimizer, args.start_lr, stage.weight_decay)
     compile_args = project.task.compile_args(config)
+    stage_teacher.check_plan([stage], own_loss=bool(compile_args))
     batches = data.train_batches(config.seed, stage.batch_size) if data.train_batches else data.train
     if config.label_smoothing > 0 and "loss" not in compile_args:
         import tensorflow as tf
 
         batches = batches.map(lambda x, y: (x, tf.one_hot(y, model.output_shape[-1])))
-    trainer.compile(model, optimizer, **compile_args)
+    swept = model
+    if stage.distill_alpha > 0:  # the stage's loss: the labels' and its teacher's (the model as it starts)
+        with trainer.strategy.scope():
+            swept = stage_teacher.with_teacher(model)
+        swept.teacher.set_weights(model.get_weights())
+        compile_args = {"loss": stage_teacher.TeacherLoss(trainer.default_loss(), stage.distill_alpha,
+                                                          stage.distill_temperature),
+                        "metrics": [stage_teacher.student_accuracy(one_hot=config.label_smoothing > 0)]}
+    trainer.compile(swept, optimizer, **compile_args)
     logger.info("Range test over stage %d (%s): %s; %s from %g to %g over at most %d steps.", args.stage,
                 stage.name, described, stage.optimizer, args.start_lr, args.end_lr, args.steps)
     try:
-        result = lr_finder.run(model, iter(batches.repeat()), set_rate=lambda rate: setattr(optimizer, "learning_rate", rate),
+        result = lr_finder.run(swept, iter(batches.repeat()), set_rate=lambda rate: setattr(optimizer, "learning_rate", rate),
                                steps=args.steps, start=args.start_lr, end=args.end_lr)
     except ValueError as e:
         raise UserError(f"lr-find: {e}") from None

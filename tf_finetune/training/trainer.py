@@ -269,11 +269,11 @@ class Trainer:
                 head = self._cache_head(model, parts, plan, raw_train, raw_val, head_cache, data_key)
                 if head and num_classes:
                     head = (head[0], _one_hot(head[1], num_classes), _one_hot(head[2], num_classes))
-            stage_model, stage_train, stage_val = head or (fit_model, train, val)
-            stage_loss, stage_metrics = loss, metrics
+            learner, stage_train, stage_val = head or (fit_model, train, val)  # what the stage's optimizer updates
+            stage_model, stage_loss, stage_metrics = learner, loss, metrics
             if stage.distill_alpha > 0:  # the stage learns from the model as it begins
                 with self.strategy.scope():
-                    stage_model = stage_teacher.with_teacher(stage_model)
+                    stage_model = stage_teacher.with_teacher(learner)
                 stage_loss = stage_teacher.TeacherLoss(self.default_loss(), stage.distill_alpha,
                                                        stage.distill_temperature)
                 stage_metrics = [stage_teacher.student_accuracy(one_hot=num_classes is not None)]
@@ -292,7 +292,7 @@ class Trainer:
                     origin -= 1
                 steps = _cardinality(_epoch_batches(stage_train, epoch_seed(c.seed, origin, 0),
                                                     plan[origin].batch_size, c.batch_size))
-                optimizer = self.make_optimizer(head[0] if head else fit_model, plan[origin], steps,
+                optimizer = self.make_optimizer(learner, plan[origin], steps,
                                                 learning_rate=peak if origin == index else None)
             self.compile(stage_model, optimizer, loss=stage_loss, metrics=stage_metrics,
                          weighted_metrics=weighted_metrics)
