@@ -97,9 +97,51 @@ def test_default_kernels_are_dense_and_conv_kernels_of_1000_params_at_any_depth(
     assert [k.name for k in chosen] == ["tiny", "separable/depthwise_kernel", "separable/pointwise_kernel"]
 
 
+def text_model():
+    """An embedding table, a bidirectional LSTM and a GRU: where a text model keeps its weights."""
+    inputs = keras.Input((12,), dtype="int32")
+    x = keras.layers.Embedding(300, 16, name="embedding")(inputs)                       # 4,800
+    x = keras.layers.Bidirectional(keras.layers.LSTM(16, return_sequences=True, name="lstm"),
+                                   name="bilstm")(x)                                   # 2 x (1,024 + 1,024)
+    x = keras.layers.GRU(16, name="gru")(x)                                             # 1,536 + 768
+    return keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="head")(x))
+
+
+def test_text_models_prune_their_embedding_and_recurrent_kernels_and_a_bidirectional_name_means_both():
+    model = text_model()
+    assert [(k.name, k.size) for k in pruning.prunable_kernels(model)] == [
+        ("embedding", 4800), ("forward_lstm/kernel", 1024), ("forward_lstm/recurrent_kernel", 1024),
+        ("backward_lstm/kernel", 1024), ("backward_lstm/recurrent_kernel", 1024), ("gru/kernel", 1536)]
+    assert [k.name for k in pruning.prunable_kernels(model, names=("bilstm",))] == [
+        "forward_lstm/kernel", "forward_lstm/recurrent_kernel", "backward_lstm/kernel", "backward_lstm/recurrent_kernel"]
+    assert [k.name for k in pruning.prunable_kernels(model, names=("gru",))] == ["gru/kernel", "gru/recurrent_kernel"]
+
+
+def test_pruned_embedding_rows_and_recurrent_weights_stay_zero_through_training():
+    """The embedding's gradient is sparse (only the rows a batch looks up); the mask is applied
+    to the whole table after every step all the same."""
+    keras.utils.set_random_seed(0)
+    model = text_model()
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="sparse_categorical_crossentropy")
+    kernels = pruning.prunable_kernels(model)
+    pruner = pruning.Pruner(kernels)
+    pruner.update(0.5)
+    pruner.attach()
+    before = [k.variable.numpy() for k in kernels]
+    zeros = [b == 0 for b in before]
+    rng = np.random.default_rng(0)
+    ids = rng.integers(0, 300, size=(256, 12)).astype("int32")
+    model.fit(ids, (ids[:, 0] % 2).astype("int32"), batch_size=32, epochs=2, verbose=0)
+    for kernel, old, was_zero in zip(kernels, before, zeros):
+        value = kernel.variable.numpy()
+        assert was_zero.sum() == pruning.pruned_count(0.5, kernel.size), kernel.name
+        assert np.all(value[was_zero] == 0), kernel.name
+        assert np.any(value[~was_zero] != old[~was_zero]), kernel.name  # the kept weights trained
+
+
 @pytest.mark.parametrize("name, message", [
-    ("nope", "stage 2 ('prune'), field prune_layers: no Dense, EinsumDense or convolution layer named 'nope' "
-             "in the model (e.g. conv, depthwise, einsum"),
+    ("nope", "stage 2 ('prune'), field prune_layers: no Dense, EinsumDense, convolution, Embedding or recurrent "
+             "layer named 'nope' in the model (e.g. conv, depthwise, einsum"),
     ("bn", "layer named 'bn'"),
     ("frozen_conv", "layer 'frozen_conv' is inside the model's FrozenPrefix"),
 ])

@@ -29,9 +29,11 @@ is tfmot's method rebuilt on Keras 3:
 
 What is pruned (`prunable_kernels`): the kernels of Dense, EinsumDense and convolution layers
 (Conv1D/2D/3D and their transposes, DepthwiseConv1D/2D, and SeparableConv's depthwise and
-pointwise kernels) at any depth of nested models, with at least `min_params`
-parameters (default 1,000). Never biases, normalisation, embeddings or recurrent kernels, the
-layers of a `FrozenPrefix` (the trainer computes those once and trains the rest on the cached
+pointwise kernels), the table of an Embedding, and the input and recurrent kernels of LSTM, GRU
+and SimpleRNN layers (tfmot's registry prunes the same), at any depth of nested models, with at
+least `min_params` parameters (default 1,000). A text model keeps most of its weights in its
+embedding and recurrent kernels (sentiment_lstm: 2.6M of 2.8M). Never biases, normalisation,
+the layers of a `FrozenPrefix` (the trainer computes those once and trains the rest on the cached
 outputs, which pruning them would make stale) or LoRA-adapted layers (their exported kernel is
 the frozen kernel plus a dense low-rank product). A chosen kernel is pruned whether or not its
 layer trains in the stage: a frozen kernel is pruned in place and cannot recover by training,
@@ -59,16 +61,19 @@ logger = logging.getLogger(__name__)
 # projects/plant_cnn/configs/plantvillage_prune.toml.
 MIN_PARAMS = 1000
 
-# Layer types and the attributes holding their kernel variables (Dense and EinsumDense keep
-# theirs in `_kernel`: `kernel` is a property that adds LoRA's product).
+# Layer types and the attributes holding their kernel variables (Dense, EinsumDense and
+# Embedding keep theirs in `_kernel` / `_embeddings`: `kernel` and `embeddings` are properties
+# that add LoRA's product; a recurrent layer's are its cell's).
 _KERNELS = (
+    ((keras.layers.Embedding,), ("_embeddings",)),
+    ((keras.layers.LSTM, keras.layers.GRU, keras.layers.SimpleRNN), ("cell.kernel", "cell.recurrent_kernel")),
     ((keras.layers.Dense, keras.layers.EinsumDense), ("_kernel",)),
     ((keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D, keras.layers.Conv1DTranspose,
       keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose, keras.layers.DepthwiseConv1D,
       keras.layers.DepthwiseConv2D), ("kernel",)),
     ((keras.layers.SeparableConv1D, keras.layers.SeparableConv2D), ("depthwise_kernel", "pointwise_kernel")),
 )
-KINDS = "Dense, EinsumDense or convolution"
+KINDS = "Dense, EinsumDense, convolution, Embedding or recurrent"
 
 
 # --- The schedule ---
@@ -140,7 +145,8 @@ class Kernel:
 
 
 def prunable_kernels(model, names=(), min_params=MIN_PARAMS, *, where="prune_layers"):
-    """The kernels `model` prunes: those of layers called `names`, or by default every kernel
+    """The kernels `model` prunes: those of layers called `names` (a Bidirectional's name: both
+    directions'), or by default every kernel
     of the kinds above with at least `min_params` parameters, at any depth. The default
     `MIN_PARAMS` (1,000) leaves out kernels too small to matter for the size and too important
     for the accuracy (a CNN's stem, small depthwise kernels).
@@ -154,6 +160,10 @@ def prunable_kernels(model, names=(), min_params=MIN_PARAMS, *, where="prune_lay
     by_layer = {}
     for kernel, reason in found:
         by_layer.setdefault(kernel.layer.name, []).append((kernel, reason))
+    for wrapper in model._flatten_layers(include_self=False, recursive=True):  # a Bidirectional's name: both
+        if isinstance(wrapper, keras.layers.Bidirectional):
+            directions = (id(wrapper.forward_layer), id(wrapper.backward_layer))
+            by_layer[wrapper.name] = [(k, reason) for k, reason in found if id(k.layer) in directions]
     chosen = []
     for name in names:
         if name not in by_layer:
@@ -177,10 +187,12 @@ def _candidates(model):
     for layer in layers:
         attributes = next((names for types, names in _KERNELS if isinstance(layer, types)), ())
         for attribute in attributes:
-            variable = getattr(layer, attribute, None)
+            variable = layer
+            for part in attribute.split("."):
+                variable = getattr(variable, part, None)
             if variable is None or "float" not in str(variable.dtype):  # unbuilt, or quantized
                 continue
-            name = layer.name if len(attributes) == 1 else f"{layer.name}/{attribute}"
+            name = layer.name if len(attributes) == 1 else f"{layer.name}/{attribute.split('.')[-1]}"
             reason = ("inside the model's FrozenPrefix (computed once and cached)" if id(layer) in in_prefix
                       else "LoRA-adapted" if getattr(layer, "lora_enabled", False) else None)
             found.append((Kernel(name, layer, variable), reason))
