@@ -16,6 +16,8 @@ Train time is the wall time of `Trainer.fit`, with a validation pass every epoch
     python benchmarks/sentiment_accuracy.py --table-only RUN...   # re-print from finished runs
 
 Rows whose name contains `from_imdb` start from the `imdb` row's run (run it first).
+`imdb_prune80` is the imdb row's model and settings followed by a pruning stage to 80%
+(`configs/imdb_prune.toml`; its export sizes are in benchmarks/results/pruning.md).
 """
 
 import os
@@ -27,6 +29,7 @@ SMALL = ["--max-examples-per-class", "1000"]  # 2,000 SST-2 training sentences
 # name -> train arguments; {data} is the data root, {imdb} the imdb row's run directory.
 ROWS = {
     "imdb": ["--config", f"{CONFIGS}/imdb.toml", "--data-dir", "{data}/imdb"],
+    "imdb_prune80": ["--config", f"{CONFIGS}/imdb_prune.toml", "--data-dir", "{data}/imdb"],
     "imdb_random": ["--config", f"{CONFIGS}/imdb.toml", "--data-dir", "{data}/imdb", "--group-column", "none"],
     "imdb_seed": ["--config", f"{CONFIGS}/seed.toml", "--data-dir", "{data}/imdb"],
     "sst2": ["--config", f"{CONFIGS}/sst2.toml", "--data-dir", "{data}/sst2"],
