@@ -78,16 +78,22 @@ def test_lr_find_on_a_taught_stage_sweeps_the_stages_loss(tmp_path, capsys):
     sweeps that loss: at the sweep's first step the teacher equals the model, so the soft term
     is 0 and the loss is (1 - alpha) times the labels' loss of the same stage untaught."""
     from projects.sentiment_lstm.project import PROJECT
-    from tests.conftest import require_data
 
-    data = require_data("imdb")
+    data = tmp_path / "reviews"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    words = {0: ["dull", "awful", "boring", "weak"], 1: ["great", "lovely", "moving", "sharp"]}
+    for split, n in (("train", 256), ("dev", 64)):
+        labels = rng.integers(0, 2, size=n)
+        rows = [f"a {' '.join(rng.choice(words[y], size=3))} film\t{y}" for y in labels]
+        (data / f"{split}.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
     first_losses = {}
     for alpha in (0.0, 0.75):
         config = tmp_path / f"plan{alpha}.toml"
         config.write_text(f'[[stages]]\nname = "all"\nepochs = 1\ntrainable = "all"\nlearning_rate = 0.001\n'
                           f"distill_alpha = {alpha}\n")
         out = tmp_path / f"lr{alpha}"
-        result = call_cli(PROJECT, ["lr-find", "--smoke", "--config", str(config), "--data-dir", data,
+        result = call_cli(PROJECT, ["lr-find", "--smoke", "--config", str(config), "--data-dir", str(data),
                                     "--steps", "5", "--start-lr", "1e-7", "--end-lr", "1e-6",
                                     "--output-dir", str(out)], capsys)
         assert result.status == 0, result.err[-3000:]
