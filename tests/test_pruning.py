@@ -447,8 +447,8 @@ def plan_toml(tmp_path, epochs=1, sparsity=0.8, layers=()):
 
 @pytest.mark.parametrize("kwargs, fragments", [
     ({"sparsity": 1.2}, ["stage 2 ('prune'), field prune_sparsity: must be in [0, 1). Received: prune_sparsity=1.2"]),
-    ({"layers": ["conv9"]}, ["stage 2 ('prune'), field prune_layers: no Dense, EinsumDense or convolution layer "
-                             "named 'conv9' in the model (e.g. ", "conv2d"]),
+    ({"layers": ["conv9"]}, ["stage 2 ('prune'), field prune_layers: no Dense, EinsumDense, convolution, Embedding "
+                             "or recurrent layer named 'conv9' in the model (e.g. ", "conv2d"]),
 ], ids=["sparsity", "unknown_layer"])
 def test_the_cli_rejects_a_bad_pruning_stage_with_one_line_and_writes_nothing(tmp_path, capsys, kwargs, fragments):
     images = tmp_path / "images"
