@@ -93,11 +93,10 @@ def lr_find(project, args):
     swept = model
     if stage.distill_alpha > 0:  # the stage's loss: the labels' and its teacher's (the model as it starts)
         with trainer.strategy.scope():
-            swept = stage_teacher.with_teacher(model)
+            swept, loss, metrics = stage_teacher.taught(model, stage, trainer.default_loss(),
+                                                        one_hot=config.label_smoothing > 0)
         swept.teacher.set_weights(model.get_weights())
-        compile_args = {"loss": stage_teacher.TeacherLoss(trainer.default_loss(), stage.distill_alpha,
-                                                          stage.distill_temperature),
-                        "metrics": [stage_teacher.student_accuracy(one_hot=config.label_smoothing > 0)]}
+        compile_args = {"loss": loss, "metrics": metrics}
     trainer.compile(swept, optimizer, **compile_args)
     logger.info("Range test over stage %d (%s): %s; %s from %g to %g over at most %d steps.", args.stage,
                 stage.name, described, stage.optimizer, args.start_lr, args.end_lr, args.steps)

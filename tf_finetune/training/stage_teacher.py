@@ -125,6 +125,15 @@ def with_teacher(model):
     return WithTeacher(model, _copy(model), name=f"{model.name}_with_teacher")
 
 
+def taught(model, stage, base_loss, *, one_hot):
+    """What a stage with `distill_alpha` compiles: `(WithTeacher, TeacherLoss, [accuracy])`,
+    the loss mixing `base_loss` (the stage's labels' loss) with the teacher's term and the
+    accuracy the model's own (`one_hot` labels or integer ones). Call it in the strategy's
+    scope; the teacher's weights are still to be set."""
+    return (with_teacher(model), TeacherLoss(base_loss, stage.distill_alpha, stage.distill_temperature),
+            [student_accuracy(one_hot=one_hot)])
+
+
 def _copy(layer):
     """A copy of `layer` for the teacher: nested Functional and Sequential models copied layer by
     layer, layers without variables shared (a text vectorizer's lookup table is not a variable,

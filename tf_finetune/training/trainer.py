@@ -273,10 +273,8 @@ class Trainer:
             stage_model, stage_loss, stage_metrics = learner, loss, metrics
             if stage.distill_alpha > 0:  # the stage learns from the model as it begins
                 with self.strategy.scope():
-                    stage_model = stage_teacher.with_teacher(learner)
-                stage_loss = stage_teacher.TeacherLoss(self.default_loss(), stage.distill_alpha,
-                                                       stage.distill_temperature)
-                stage_metrics = [stage_teacher.student_accuracy(one_hot=num_classes is not None)]
+                    stage_model, stage_loss, stage_metrics = stage_teacher.taught(
+                        learner, stage, self.default_loss(), one_hot=num_classes is not None)
             if not restored and latest is None:
                 raise UserError(f"{self.run.backup_dir} is missing, so the {stage.name!r} stage cannot resume: "
                                 "pass a new --output-dir to train again.")
