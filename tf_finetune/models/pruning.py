@@ -139,6 +139,7 @@ class Kernel:
     name: str
     layer: object
     variable: object
+    wrapper: str = ""  # the enclosing Bidirectional's name: `prune_layers` may name either
 
     @property
     def size(self):
@@ -160,11 +161,8 @@ def prunable_kernels(model, names=(), min_params=MIN_PARAMS, *, where="prune_lay
         return [kernel for kernel, reason in found if reason is None and kernel.size >= min_params]
     by_layer = {}
     for kernel, reason in found:
-        by_layer.setdefault(kernel.layer.name, []).append((kernel, reason))
-    for wrapper in model._flatten_layers(include_self=False, recursive=True):  # a Bidirectional's name: both
-        if isinstance(wrapper, keras.layers.Bidirectional):
-            directions = (id(wrapper.forward_layer), id(wrapper.backward_layer))
-            by_layer[wrapper.name] = [(k, reason) for k, reason in found if id(k.layer) in directions]
+        for name in filter(None, (kernel.layer.name, kernel.wrapper)):
+            by_layer.setdefault(name, []).append((kernel, reason))
     chosen = []
     for name in names:
         if name not in by_layer:
@@ -182,8 +180,12 @@ def _candidates(model):
     """`(Kernel, reason it is left alone or None)` for every kernel of the kinds above, in the
     order of the model's weights."""
     layers = list(model._flatten_layers(include_self=False, recursive=True))
-    in_prefix = {id(inner) for layer in layers if isinstance(layer, FrozenPrefix)
-                 for inner in layer._flatten_layers(include_self=True, recursive=True)}
+    in_prefix, wrapper = set(), {}
+    for layer in layers:
+        if isinstance(layer, FrozenPrefix):
+            in_prefix.update(id(inner) for inner in layer._flatten_layers(include_self=True, recursive=True))
+        elif isinstance(layer, keras.layers.Bidirectional):
+            wrapper[id(layer.forward_layer)] = wrapper[id(layer.backward_layer)] = layer.name
     found = []
     for layer in layers:
         attributes = next((names for types, names in _KERNELS if isinstance(layer, types)), ())
@@ -196,7 +198,7 @@ def _candidates(model):
             name = layer.name if len(attributes) == 1 else f"{layer.name}/{attribute.split('.')[-1]}"
             reason = ("inside the model's FrozenPrefix (computed once and cached)" if id(layer) in in_prefix
                       else "LoRA-adapted" if getattr(layer, "lora_enabled", False) else None)
-            found.append((Kernel(name, layer, variable), reason))
+            found.append((Kernel(name, layer, variable, wrapper.get(id(layer), "")), reason))
     position = {id(weight): i for i, weight in enumerate(model.weights)}
     found.sort(key=lambda pair: position.get(id(pair[0].variable), len(position)))
     names = [kernel.name for kernel, _ in found]
