@@ -86,3 +86,14 @@ def test_bad_data_is_one_line_and_exit_2(tmp_path, case, capsys, monkeypatch):
     monkeypatch.setenv("TF_FINETUNE_DATA", str(tmp_path))
     monkeypatch.setenv("TF_FINETUNE_OFFLINE", "1")
     assert_one_line_error(call_cli(PROJECT, args, capsys), *expected, run_dir=tmp_path / "run", alone=True)
+
+
+def test_a_taught_stage_is_refused_before_anything_is_written(tmp_path, capsys, shared_data):
+    # Translation trains with its own loss (masked, from logits): a stage's teacher, whose
+    # term is mixed into the classification loss only, is one line and no run directory.
+    config = tmp_path / "taught.toml"
+    config.write_text('[[stages]]\nname = "all"\nepochs = 1\ntrainable = "all"\ndistill_alpha = 0.5\n')
+    args = ["train", "--smoke", "--config", str(config), "--data-dir", os.path.join(shared_data, "cmn_eng"),
+            "--output-dir", str(tmp_path / "run")]
+    assert_one_line_error(call_cli(PROJECT, args, capsys), "stage 1 ('all'), field distill_alpha",
+                          "own loss", "leave distill_alpha out", run_dir=tmp_path / "run")

@@ -84,7 +84,7 @@ def lr_find(project, args):
     with trainer.strategy.scope():
         optimizer = optimizers.make_optimizer(stage.optimizer, args.start_lr, stage.weight_decay)
     compile_args = project.task.compile_args(config)
-    stage_teacher.check_plan([stage], own_loss=bool(compile_args))
+    stage_teacher.check_plan([stage], compile_args)
     batches = data.train_batches(config.seed, stage.batch_size) if data.train_batches else data.train
     if config.label_smoothing > 0 and "loss" not in compile_args:
         import tensorflow as tf

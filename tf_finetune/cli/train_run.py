@@ -79,8 +79,10 @@ def _train(project, config, trainer, *, data_dir, smoke, export_dir, request, re
     model = trainer.build_model(lambda: project.build_model(config, data))
     parts = project.parts(model)
     plan = trainer.plan(model, parts, train_examples=data.info.get("train_examples"))
-    compile_args = project.task.compile_args(config)
-    stage_teacher.check_plan(plan, own_loss=bool(compile_args) or fit_overrides is not None)
+    fit = {"train": data.train_batches or data.train, "val": data.val, **project.task.compile_args(config)}
+    if fit_overrides is not None:
+        fit.update(fit_overrides(data))
+    stage_teacher.check_plan(plan, fit)  # before anything is written
 
     run = trainer.out
     os.makedirs(run.path, exist_ok=True)
@@ -104,9 +106,6 @@ def _train(project, config, trainer, *, data_dir, smoke, export_dir, request, re
     if head_cache is not None and not getattr(data.augmentation, "is_random", data.augmentation is not None):
         # Unaugmented training data: a frozen backbone's outputs are the same every epoch.
         cache = dict(head_cache=head_cache, data_key=_data_key(config, data))
-    fit = {"train": data.train_batches or data.train, "val": data.val, **compile_args}
-    if fit_overrides is not None:
-        fit.update(fit_overrides(data))
     best = trainer.fit(model, parts=parts, plan=plan, **fit, **cache)
     seconds = time.time() - start
 

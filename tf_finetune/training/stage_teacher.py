@@ -32,12 +32,17 @@ logger = logging.getLogger(__name__)
 EPSILON = 1e-7
 
 
-def check_plan(plan, own_loss):
-    """A plan with a taught stage (`distill_alpha > 0`) for a command that trains with its own
-    loss (`own_loss`) is a one-line `UserError`: the teacher's term is mixed into the
-    classification loss only."""
+OWN_LOSS_ARGS = ("loss", "metrics", "weighted_metrics")
+
+
+def check_plan(plan, fit_args):
+    """A plan with a taught stage (`distill_alpha > 0`) for a command whose `Trainer.fit` (or
+    `compile`) arguments `fit_args` bring a loss or metrics of their own is a one-line
+    `UserError`: the teacher's term is mixed into the classification loss only."""
+    if not any(fit_args.get(name) is not None for name in OWN_LOSS_ARGS):
+        return
     for index, stage in enumerate(plan):
-        if stage.distill_alpha > 0 and own_loss:
+        if stage.distill_alpha > 0:
             raise UserError(f"stage {index + 1} ({stage.name!r}), field distill_alpha: this command trains with its "
                             "own loss, which a stage's teacher cannot be mixed into: leave distill_alpha out. "
                             f"Received: distill_alpha={stage.distill_alpha!r}")

@@ -222,7 +222,7 @@ class Trainer:
         if parts is None:
             parts = Parts(backbone, trainable.layer_blocks(backbone))
         plan = plan or self.plan(model, parts)
-        stage_teacher.check_plan(plan, own_loss=any(a is not None for a in (loss, metrics, weighted_metrics)))
+        stage_teacher.check_plan(plan, dict(loss=loss, metrics=metrics, weighted_metrics=weighted_metrics))
         state = self.run.read_state()
         done_before = {s["index"]: s for s in state.get("stages", [])}
         if all(i in done_before for i in range(len(plan))) and self.run.is_finished():
