@@ -237,6 +237,104 @@ def test_a_stage_can_train_batchnorm_and_resume_its_statistics(tmp_path, monkeyp
         np.testing.assert_allclose(w0, w1, rtol=1e-5, atol=1e-6)
 
 
+# Epoch 2 (the head's last) is the best; the 'all' stage then trains the backbone and
+# BatchNorm's statistics, and scores worse.
+BEST_EARLY_PLAN = [{"name": "head", "epochs": 2, "trainable": "head", "learning_rate": 0.05},
+                   {"name": "all", "epochs": 2, "trainable": "all", "learning_rate": 0.05, "batchnorm": "train",
+                    "batchnorm_momentum": 0.5}]
+
+
+def script_val_accuracy(monkeypatch, values, snapshots=None):
+    """Epoch g's `val_accuracy` becomes `values[g]`; `snapshots[g]`: the weights after it."""
+    fit_epoch = trainer_lib.Trainer._fit_epoch
+
+    def scripted(self, stage_model, batches, val, g, *args, **kwargs):
+        logs = fit_epoch(self, stage_model, batches, val, g, *args, **kwargs)
+        if snapshots is not None:
+            snapshots[g] = [w.copy() for w in stage_model.get_weights()]
+        return {**logs, "val_accuracy": values[g]}
+
+    monkeypatch.setattr(trainer_lib.Trainer, "_fit_epoch", scripted)
+
+
+@pytest.mark.parametrize("crash_at", [None, 3], ids=["whole", "killed_in_stage2"])
+def test_the_kept_model_is_the_best_epochs_in_every_variable_when_a_later_stage_trained_more(
+        tmp_path, monkeypatch, crash_at):
+    """Not the best epoch's head on the later stage's backbone: the backbone, BatchNorm's
+    scale and statistics are put back too, also after a kill inside the later stage."""
+    snapshots = {}
+    script_val_accuracy(monkeypatch, [0.5, 0.9, 0.1, 0.2], snapshots)
+    config = plan_config(BEST_EARLY_PLAN)
+
+    def run():
+        trainer = trainer_lib.Trainer(config, str(tmp_path))
+        return fit(trainer, trainer.build_model(model_fn))
+
+    if crash_at:
+        with monkeypatch.context() as patch:
+            crash_after_epoch(patch, crash_at)
+            with pytest.raises(Crash):
+                run()
+    kept = run()
+    assert not np.array_equal(snapshots[3][0], snapshots[1][0])  # the 'all' stage changed conv_a
+    for w0, w1 in zip(snapshots[1], kept.get_weights()):
+        np.testing.assert_array_equal(w0, w1)
+    saved = keras.models.load_model(RunDir(str(tmp_path)).best_checkpoint)
+    for w0, w1 in zip(snapshots[1], saved.get_weights()):
+        np.testing.assert_array_equal(w0, w1)
+
+
+def dense_model_fn():
+    keras.utils.set_random_seed(0)
+    b_in = keras.Input((8, 8, 3))
+    h = keras.layers.Dense(6, name="query")(keras.layers.Flatten()(b_in))
+    backbone = keras.Model(b_in, keras.layers.Dense(6, name="value")(h), name="backbone")
+    backbone.trainable = False
+    inputs = keras.Input((8, 8, 3))
+    return keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="head")(backbone(inputs)))
+
+
+@pytest.mark.parametrize("crash_at", [None, 3], ids=["whole", "killed_in_stage2"])
+def test_the_best_epoch_before_a_lora_stage_is_kept_exactly(tmp_path, monkeypatch, crash_at):
+    """A LoRA stage adds adapter variables in the middle of `model.variables`; the head stage's
+    best snapshot still goes back to the head, and the adapters to their starting values
+    (B = 0: the adapted layers compute what they did)."""
+    snapshots, outputs = {}, {}
+    script_val_accuracy(monkeypatch, [0.5, 0.9, 0.1, 0.2], snapshots)
+    config = plan_config([{"name": "head", "epochs": 2, "trainable": "head", "learning_rate": 0.05},
+                          {"name": "lora", "epochs": 2, "trainable": "lora:2", "lora_targets": ["query", "value"],
+                           "learning_rate": 0.05}])
+    x = examples(16, seed=3)[0]
+
+    def run():
+        trainer = trainer_lib.Trainer(config, str(tmp_path))
+        model = trainer.build_model(dense_model_fn)
+        backbone = model.get_layer("backbone")
+        return trainer.fit(model, batches(), data(seed=1),
+                           parts=Parts(backbone, [[backbone.get_layer("query")], [backbone.get_layer("value")]]))
+
+    fit_epoch = trainer_lib.Trainer._fit_epoch
+
+    def recording(self, stage_model, batches_, val, g, *args, **kwargs):
+        logs = fit_epoch(self, stage_model, batches_, val, g, *args, **kwargs)
+        outputs[g] = stage_model.predict(x, verbose=0)
+        return logs
+
+    monkeypatch.setattr(trainer_lib.Trainer, "_fit_epoch", recording)
+    if crash_at:
+        with monkeypatch.context() as patch:
+            crash_after_epoch(patch, crash_at)
+            with pytest.raises(Crash):
+                run()
+    kept = run()
+    adapters = [v for v in kept.variables if "lora_kernel" in v.path]
+    assert len(adapters) == 4 and not np.allclose(outputs[3], outputs[1])
+    np.testing.assert_allclose(kept.predict(x, verbose=0), outputs[1], rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(kept.get_layer("head").kernel.numpy(),
+                                  keras.models.load_model(RunDir(str(tmp_path)).best_checkpoint)
+                                  .get_layer("head").kernel.numpy())
+
+
 def test_a_corrupt_latest_backup_falls_back_to_the_one_before(tmp_path, monkeypatch, caplog):
     config = plan_config(PLAN[:2])
     with monkeypatch.context() as patch:

@@ -8,7 +8,9 @@ BACKUP/latest.npz     after every epoch: those model variables, the optimizer's,
                       run's masks, and where the run is (stage, epochs done, the best value,
                       the plateau counters)
 BACKUP/previous.npz   the latest before it
-BACKUP/best.npz       when the monitored value improves: the same model variables then
+BACKUP/best.npz       when the monitored value improves: the same model variables then; when
+                      a later stage begins to train more (unfreezes a block, adds adapters),
+                      those too, at their values then, which are still the best epoch's
 BACKUP/best_previous.npz
 ```
 
@@ -105,23 +107,50 @@ class Backup:
         self.model = model
         self.write_files = write
         self._indices = set()
+        # Backups name variables by their position here: the model's variables as built, then
+        # those a stage creates (LoRA adapters), in the order the stages made them. Positions in
+        # `model.variables` would move when adapters appear between a layer's kernel and the
+        # next layer's, and a snapshot taken before them would be put back in the wrong places.
+        self._order = list(model.variables)
 
     def track(self, variables):
         """Adds `variables` (of the model) to what the backups hold: call with each stage's
         trainable variables; the model's non-weight state is always held."""
-        position = {id(v): i for i, v in enumerate(self.model.variables)}
+        known = {id(v) for v in self._order}
+        self._order += [v for v in self.model.variables if id(v) not in known]
+        position = {id(v): i for i, v in enumerate(self._order)}
         weights = {id(w) for w in self.model.weights}
         self._indices |= {position[id(v)] for v in variables}
-        self._indices |= {i for i, v in enumerate(self.model.variables) if id(v) not in weights}
+        self._indices |= {i for i, v in enumerate(self._order) if id(v) not in weights}
 
     @property
     def indices(self):
         return sorted(self._indices)
 
+    def cover(self, best):
+        """`best`, a `(meta, arrays)` snapshot, extended to every variable held now: call right
+        after `track`, before anything trains or a backup is restored. A variable that is held
+        now but not in `best` has not trained since the best epoch (a later stage unfroze it, or
+        made it), so its value now is its value then; without it, putting `best` back would
+        leave the later stage's backbone under the best epoch's head. Rewrites the best file
+        when it grew."""
+        meta, arrays = best
+        kept = set(meta["indices"])
+        missing = [i for i in self.indices if i not in kept]
+        if not missing:
+            return best
+        values = dict(zip(meta["indices"], arrays))
+        values.update(zip(missing, read_variables([self._order[i] for i in missing])))
+        meta = {**meta, "indices": sorted(values)}
+        arrays = [values[i] for i in meta["indices"]]
+        if self.write_files:
+            write(os.path.join(self.directory, BEST), arrays, meta)
+        return meta, arrays
+
     def snapshot(self, averages=None):
         """The held model variables as NumPy arrays (with `averages`, `{id(variable): its
         moving average}`, the averages instead, for the best snapshot of an EMA run)."""
-        variables = [self.model.variables[i] for i in self.indices]
+        variables = [self._order[i] for i in self.indices]
         if averages:
             variables = [averages.get(id(v), v) for v in variables]
         return read_variables(variables)
@@ -161,7 +190,7 @@ class Backup:
 
     def restore(self, meta, arrays, *, source):
         """Puts backed-up model `arrays` (at `meta["indices"]`) into the model."""
-        assign([self.model.variables[i] for i in meta["indices"]], arrays, source=source)
+        assign([self._order[i] for i in meta["indices"]], arrays, source=source)
 
 
 def read_variables(variables):

@@ -251,6 +251,8 @@ class Trainer:
         for index, stage in enumerate(plan):
             described = trainable.apply_stage(model, stage, parts, as_built)
             backups.track(model.trainable_variables + trainable.batchnorm_statistics(model))
+            if best is not None:  # what this stage begins to train is put back with the best epoch too
+                best = backups.cover(best)
             with self.strategy.scope():
                 pruned.add_stage(index)  # its masks, for a stage done before too (the backup has them)
             if index in done_before:  # done in an earlier process: its structure is replayed
