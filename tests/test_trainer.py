@@ -237,6 +237,16 @@ def test_a_stage_can_train_batchnorm_and_resume_its_statistics(tmp_path, monkeyp
         np.testing.assert_allclose(w0, w1, rtol=1e-5, atol=1e-6)
 
 
+def killed_then_rerun(monkeypatch, run, crash_at):
+    """`run()` killed after epoch `crash_at` (None: not killed), then run again to the end."""
+    if crash_at:
+        with monkeypatch.context() as patch:
+            crash_after_epoch(patch, crash_at)
+            with pytest.raises(Crash):
+                run()
+    return run()
+
+
 # Epoch 2 (the head's last) is the best; the 'all' stage then trains the backbone and
 # BatchNorm's statistics, and scores worse.
 BEST_EARLY_PLAN = [{"name": "head", "epochs": 2, "trainable": "head", "learning_rate": 0.05},
@@ -270,12 +280,7 @@ def test_the_kept_model_is_the_best_epochs_in_every_variable_when_a_later_stage_
         trainer = trainer_lib.Trainer(config, str(tmp_path))
         return fit(trainer, trainer.build_model(model_fn))
 
-    if crash_at:
-        with monkeypatch.context() as patch:
-            crash_after_epoch(patch, crash_at)
-            with pytest.raises(Crash):
-                run()
-    kept = run()
+    kept = killed_then_rerun(monkeypatch, run, crash_at)
     assert not np.array_equal(snapshots[3][0], snapshots[1][0])  # the 'all' stage changed conv_a
     for w0, w1 in zip(snapshots[1], kept.get_weights()):
         np.testing.assert_array_equal(w0, w1)
@@ -321,12 +326,7 @@ def test_the_best_epoch_before_a_lora_stage_is_kept_exactly(tmp_path, monkeypatc
         return logs
 
     monkeypatch.setattr(trainer_lib.Trainer, "_fit_epoch", recording)
-    if crash_at:
-        with monkeypatch.context() as patch:
-            crash_after_epoch(patch, crash_at)
-            with pytest.raises(Crash):
-                run()
-    kept = run()
+    kept = killed_then_rerun(monkeypatch, run, crash_at)
     adapters = [v for v in kept.variables if "lora_kernel" in v.path]
     assert len(adapters) == 4 and not np.allclose(outputs[3], outputs[1])
     np.testing.assert_allclose(kept.predict(x, verbose=0), outputs[1], rtol=1e-6, atol=1e-6)
