@@ -254,14 +254,13 @@ BEST_EARLY_PLAN = [{"name": "head", "epochs": 2, "trainable": "head", "learning_
                     "batchnorm_momentum": 0.5}]
 
 
-def script_val_accuracy(monkeypatch, values, snapshots=None):
-    """Epoch g's `val_accuracy` becomes `values[g]`; `snapshots[g]`: the weights after it."""
+def script_val_accuracy(monkeypatch, values, record):
+    """Epoch g's `val_accuracy` becomes `values[g]`; `record(g, model)` runs after it."""
     fit_epoch = trainer_lib.Trainer._fit_epoch
 
     def scripted(self, stage_model, batches, val, g, *args, **kwargs):
         logs = fit_epoch(self, stage_model, batches, val, g, *args, **kwargs)
-        if snapshots is not None:
-            snapshots[g] = [w.copy() for w in stage_model.get_weights()]
+        record(g, stage_model)
         return {**logs, "val_accuracy": values[g]}
 
     monkeypatch.setattr(trainer_lib.Trainer, "_fit_epoch", scripted)
@@ -273,7 +272,11 @@ def test_the_kept_model_is_the_best_epochs_in_every_variable_when_a_later_stage_
     """Not the best epoch's head on the later stage's backbone: the backbone, BatchNorm's
     scale and statistics are put back too, also after a kill inside the later stage."""
     snapshots = {}
-    script_val_accuracy(monkeypatch, [0.5, 0.9, 0.1, 0.2], snapshots)
+
+    def record(g, model):
+        snapshots[g] = [w.copy() for w in model.get_weights()]
+
+    script_val_accuracy(monkeypatch, [0.5, 0.9, 0.1, 0.2], record)
     config = plan_config(BEST_EARLY_PLAN)
 
     def run():
@@ -304,12 +307,16 @@ def test_the_best_epoch_before_a_lora_stage_is_kept_exactly(tmp_path, monkeypatc
     """A LoRA stage adds adapter variables in the middle of `model.variables`; the head stage's
     best snapshot still goes back to the head, and the adapters to their starting values
     (B = 0: the adapted layers compute what they did)."""
-    snapshots, outputs = {}, {}
-    script_val_accuracy(monkeypatch, [0.5, 0.9, 0.1, 0.2], snapshots)
+    outputs = {}
+    x = examples(16, seed=3)[0]
+
+    def record(g, model):
+        outputs[g] = model.predict(x, verbose=0)
+
+    script_val_accuracy(monkeypatch, [0.5, 0.9, 0.1, 0.2], record)
     config = plan_config([{"name": "head", "epochs": 2, "trainable": "head", "learning_rate": 0.05},
                           {"name": "lora", "epochs": 2, "trainable": "lora:2", "lora_targets": ["query", "value"],
                            "learning_rate": 0.05}])
-    x = examples(16, seed=3)[0]
 
     def run():
         trainer = trainer_lib.Trainer(config, str(tmp_path))
@@ -318,14 +325,6 @@ def test_the_best_epoch_before_a_lora_stage_is_kept_exactly(tmp_path, monkeypatc
         return trainer.fit(model, batches(), data(seed=1),
                            parts=Parts(backbone, [[backbone.get_layer("query")], [backbone.get_layer("value")]]))
 
-    fit_epoch = trainer_lib.Trainer._fit_epoch
-
-    def recording(self, stage_model, batches_, val, g, *args, **kwargs):
-        logs = fit_epoch(self, stage_model, batches_, val, g, *args, **kwargs)
-        outputs[g] = stage_model.predict(x, verbose=0)
-        return logs
-
-    monkeypatch.setattr(trainer_lib.Trainer, "_fit_epoch", recording)
     kept = killed_then_rerun(monkeypatch, run, crash_at)
     adapters = [v for v in kept.variables if "lora_kernel" in v.path]
     assert len(adapters) == 4 and not np.allclose(outputs[3], outputs[1])
