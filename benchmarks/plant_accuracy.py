@@ -23,6 +23,8 @@ TEST = ["--test-split", "0.2"]
 for name in ("plantvillage", "flowers"):
     ROWS[f"{name}_test"] = [*ROWS[name], *TEST]
     ROWS[f"{name}_plan"] = ["--config", os.path.join(CONFIGS, f"{name}_plan.toml"), *TEST]
+# flowers.toml with MixUp (Beta(0.2, 0.2)) or CutMix (Beta(1, 1)), one of the two per batch.
+ROWS["flowers_mix"] = [*ROWS["flowers_test"], "--mixup", "0.2", "--cutmix", "1.0"]
 
 
 def test_columns(metrics):

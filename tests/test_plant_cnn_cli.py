@@ -100,6 +100,21 @@ def test_weights_none_trains_in_one_phase_and_logs_why_once(image_folder_factory
         assert [stage["name"] for stage in json.load(f)["stages"]] == ["head"]
 
 
+def test_mixup_and_cutmix_mix_the_training_batches(image_folder_factory, tmp_path, capsys, caplog):
+    run_dir = str(tmp_path / "run")
+    with caplog.at_level("INFO"):
+        result = call_cli(PROJECT, ["train", "--smoke", "--data-dir", image_folder_factory(), "--output-dir", run_dir,
+                                    "--backbone", "seed_cnn", "--weights", "none", "--image-size", "32",
+                                    "--epochs", "2", "--mixup", "0.4", "--cutmix", "1.0"], capsys)
+    assert result.status == 0, result.err[-3000:]
+    assert "Training batches mixed: MixUp (keras.layers.MixUp, Beta(0.4, 0.4)) or CutMix (keras.layers.CutMix, " \
+           "Beta(1, 1)), one of the two per batch." in caplog.text
+    with open(os.path.join(run_dir, "config.json")) as f:
+        config = json.load(f)
+    assert (config["mixup"], config["cutmix"]) == (0.4, 1.0)
+    assert len(read_history(run_dir)["loss"]) == 2
+
+
 def _bad_case(tmp_path, case):
     """Builds the bad input for `case`; returns (args, expected text in the error line)."""
     good = tmp_path / "good"
@@ -125,6 +140,8 @@ def _bad_case(tmp_path, case):
     if case == "predict with no model":
         return ["predict", "--model", str(tmp_path / "nothing"), str(good / "a" / "0.jpg")], \
             "is not a run directory, a SavedModel"
+    if case == "mixup out of range":
+        return ["train", "--data-dir", str(good), "--mixup", "1.5", *common], "--mixup must be in [0, 1]"
     if case == "unknown setting in config":
         (tmp_path / "c.json").write_text('{"learning_rat": 0.1}')
         return ["train", "--data-dir", str(good), "--config", str(tmp_path / "c.json"), *common], \
@@ -134,7 +151,7 @@ def _bad_case(tmp_path, case):
 
 @pytest.mark.parametrize("case", ["empty folder", "one class", "wrong weights path",
                                   "export dir is a file", "not a run dir", "predict with no model",
-                                  "unknown setting in config"])
+                                  "mixup out of range", "unknown setting in config"])
 def test_bad_input_is_one_line_and_nonzero_exit(tmp_path, case, capsys, monkeypatch):
     """One case in a new process, as a user runs it (TensorFlow's start-up lines hidden); the
     others in this one, which checks the same line without five seconds of start-up each."""

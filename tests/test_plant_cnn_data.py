@@ -24,6 +24,13 @@ def test_folder_data_is_split_augmented_and_records_examples(image_folder_factor
     np.testing.assert_array_equal(x, again)
 
 
+def test_mixup_and_cutmix_come_with_the_data_only_when_asked(image_folder_factory):
+    root = image_folder_factory(classes=("a", "b"), per_class=6)
+    assert load_data(PlantConfig(image_size=32, batch_size=4), root).mixing is None
+    mixing = load_data(PlantConfig(image_size=32, batch_size=4, cutmix=1.0), root).mixing
+    assert (mixing.mixup, mixing.cutmix) == (0.0, 1.0)
+
+
 def test_tfds_is_used_when_no_local_data_and_online(monkeypatch, tmp_path):
     monkeypatch.setenv("TF_FINETUNE_DATA", str(tmp_path))  # no flowers/ here
     monkeypatch.setattr(locate, "is_online", lambda: True)

@@ -36,6 +36,8 @@ class Data:
             run report's preview; None when there is none.
         calibration: a batched dataset of (model inputs, labels) from the training split
             without augmentation, which calibrates int8 exports; None: `train` is used.
+        mixing: a `tf_finetune.augmentation.BatchMixing` (MixUp, CutMix) the trainer applies
+            to each training batch after making its labels one-hot; None for none.
         adapt: raw training inputs (a `tf.data.Dataset`, unaugmented, unbatched) for layers
             that learn from the data before training, e.g. `TextVectorization.adapt`; None
             when the model needs none.
@@ -52,6 +54,7 @@ class Data:
     train_batches: typing.Callable = None
     test: typing.Any = None
     calibration: typing.Any = None
+    mixing: typing.Any = None
 
 
 def no_backbone(model):

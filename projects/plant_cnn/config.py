@@ -51,6 +51,9 @@ class PlantConfig(TrainConfig):
     fill_mode: str = option("nearest", "How to fill pixels outside the image.", ("nearest", "constant", "reflect", "wrap"))
     random_resized_crop: typing.Tuple[float, ...] = option((), "Random resized crop area range MIN MAX, e.g. 0.5 1.0.")
     color_jitter: float = option(0.0, "Colour jitter strength j in [0, 1): brightness, contrast and saturation change by up to +-j.")
+    # Batch mixing (keras.layers.MixUp / CutMix) on one-hot labels: training batches only.
+    mixup: float = option(0.0, "MixUp: blend pairs of training images and their labels by a weight ~ Beta(a, a); a in [0, 1] (0 = off, 0.2 in the paper for ImageNet).")
+    cutmix: float = option(0.0, "CutMix: paste a box of another training image, labels mixed by its area ~ Beta(a, a); a in [0, 1] (0 = off, 1.0 in the paper). With mixup too, each batch gets one of the two.")
 
     # Seconds-long, yet enough steps for the head to learn (about 0.8 validation accuracy on
     # PlantVillage): 24 images per class at 128 px, 3 head epochs, top 20 layers fine-tuned.
@@ -70,6 +73,11 @@ class PlantConfig(TrainConfig):
                 "--max-image-pixels must be >= 0 (0 = no limit). Received: "
                 f"max_image_pixels={self.max_image_pixels}"
             )
+
+        for name in ("mixup", "cutmix"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1:
+                raise UserError(f"--{name} must be in [0, 1] (0 = off). Received: {name}={value}")
 
     def resolved_image_size(self):
         return self.image_size or DEFAULT_IMAGE_SIZE.get(self.backbone, 224)

@@ -52,13 +52,23 @@ def load_data(config, data_dir=None):
     calibration = image_folder.make_dataset(train.files, train.labels, image_size=size,
                                             batch_size=config.batch_size, shuffle=True, seed=config.seed, cache=False)
     return Data(train_ds, val_ds, folder.class_names, source, pick_examples(val.files, val.labels, NUM_EXAMPLES),
-                info, augmentation=augmentation, train_batches=batches, test=test_ds, calibration=calibration)
+                info, augmentation=augmentation, train_batches=batches, test=test_ds, calibration=calibration,
+                mixing=make_mixing(config))
 
 
 def make_augmentation(config):
     from tf_finetune.augmentation import ImageAugmentation
 
     return ImageAugmentation(**config.augmentation_kwargs(), seed=config.seed)
+
+
+def make_mixing(config):
+    """MixUp/CutMix of the training batches (`BatchMixing`), or None when both are off."""
+    if not (config.mixup or config.cutmix):
+        return None
+    from tf_finetune.augmentation import BatchMixing
+
+    return BatchMixing(mixup=config.mixup, cutmix=config.cutmix)
 
 
 def _load_tfds(config, name):
@@ -91,7 +101,7 @@ def _load_tfds(config, name):
 
     class_names = tuple(info.features["label"].names)
     return Data(pipeline(train, True), pipeline(val, False), class_names, f"tfds:{name}", [],
-                {"tfds": name}, augmentation=augmentation, train_batches=batches)
+                {"tfds": name}, augmentation=augmentation, train_batches=batches, mixing=make_mixing(config))
 
 
 def read_inputs(paths, max_pixels=image_header.DEFAULT_MAX_PIXELS):

@@ -5,6 +5,8 @@
 - `RandomBrightnessScale`, `RandomResizedCrop`: the two image layers Keras lacks.
 - `TextAugmentation`, `RandomWordDeletion`, `RandomWordSwap`: EDA's random deletion and swap
   on `tf.string` batches.
+- `BatchMixing`: MixUp and CutMix (`keras.layers.MixUp`, `keras.layers.CutMix`) on training
+  batches with one-hot labels, one seed per batch.
 
 Every layer is the identity at inference (`ImageAugmentation` still applies `rescale`). See
 `docs/augmentation.md` for the ImageDataGenerator migration table.
@@ -17,6 +19,7 @@ __getattr__, __dir__, __all__ = exports(__name__, {
     "RandomBrightnessScale": "random_brightness_scale",
     "RandomResizedCrop": "random_resized_crop",
     "AugmentationStage": "stage",
+    "BatchMixing": "batch_mixing",
     "SeedStream": "seeds",
     "affine_matrix": "affine",
     "affine_resample": "affine",

@@ -86,15 +86,20 @@ def lr_find(project, args):
     compile_args = project.task.compile_args(config)
     stage_teacher.check_plan([stage], compile_args)
     batches = data.train_batches(config.seed, stage.batch_size) if data.train_batches else data.train
-    if config.label_smoothing > 0 and "loss" not in compile_args:
+    mixing = data.mixing if data.mixing is not None and data.mixing.active else None
+    one_hot = "loss" not in compile_args and (config.label_smoothing > 0 or mixing is not None)
+    if one_hot:
         import tensorflow as tf
 
         batches = batches.map(lambda x, y: (x, tf.one_hot(y, model.output_shape[-1])))
+        if mixing is not None:  # the batches the stage trains on
+            batches = mixing.apply(batches, config.seed)
+        compile_args = {**compile_args, "loss": trainer.default_loss(one_hot=True)}
     swept = model
     if stage.distill_alpha > 0:  # the stage's loss: the labels' and its teacher's (the model as it starts)
         with trainer.strategy.scope():
-            swept, loss, metrics = stage_teacher.taught(model, stage, trainer.default_loss(),
-                                                        one_hot=config.label_smoothing > 0)
+            swept, loss, metrics = stage_teacher.taught(model, stage, trainer.default_loss(one_hot=one_hot),
+                                                        one_hot=one_hot)
         swept.teacher.set_weights(model.get_weights())
         compile_args = {"loss": loss, "metrics": metrics}
     trainer.compile(swept, optimizer, **compile_args)

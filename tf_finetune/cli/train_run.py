@@ -80,9 +80,15 @@ def _train(project, config, trainer, *, data_dir, smoke, export_dir, request, re
     parts = project.parts(model)
     plan = trainer.plan(model, parts, train_examples=data.info.get("train_examples"))
     fit = {"train": data.train_batches or data.train, "val": data.val, **project.task.compile_args(config)}
+    if data.mixing is not None and data.mixing.active:
+        fit["mixing"] = data.mixing
     if fit_overrides is not None:
         fit.update(fit_overrides(data))
     stage_teacher.check_plan(plan, fit)  # before anything is written
+    if "mixing" in fit:
+        from tf_finetune.training import trainer as trainer_lib
+
+        trainer_lib.check_mixing(fit["mixing"], fit["train"], fit.get("loss"))
 
     run = trainer.out
     os.makedirs(run.path, exist_ok=True)
@@ -103,7 +109,8 @@ def _train(project, config, trainer, *, data_dir, smoke, export_dir, request, re
     project.task.write_previews(data, run.path)
     start = time.time()
     cache = {}
-    if head_cache is not None and not getattr(data.augmentation, "is_random", data.augmentation is not None):
+    if head_cache is not None and "mixing" not in fit and \
+            not getattr(data.augmentation, "is_random", data.augmentation is not None):
         # Unaugmented training data: a frozen backbone's outputs are the same every epoch.
         cache = dict(head_cache=head_cache, data_key=_data_key(config, data))
     best = trainer.fit(model, parts=parts, plan=plan, **fit, **cache)

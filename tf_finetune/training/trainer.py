@@ -151,9 +151,15 @@ class Trainer:
                           metrics=metrics if metrics is not None else ["accuracy"],
                           weighted_metrics=weighted_metrics, jit_compile=c.jit_compile)
 
-    def default_loss(self):
-        """Classification: cross-entropy on probabilities, label-smoothed when configured."""
-        if self.config.label_smoothing > 0:
+    def default_loss(self, one_hot=None):
+        """Classification: cross-entropy on probabilities, label-smoothed when configured.
+
+        `one_hot`: whether the labels are one-hot (or mixed) rows rather than class ids
+        (default: when label smoothing is on, which needs them).
+        """
+        if one_hot is None:
+            one_hot = self.config.label_smoothing > 0
+        if one_hot:
             return keras.losses.CategoricalCrossentropy(label_smoothing=self.config.label_smoothing)
         return keras.losses.SparseCategoricalCrossentropy()
 
@@ -196,7 +202,7 @@ class Trainer:
     # --- Fit ---
 
     def fit(self, model, train, val, *, parts=None, backbone=None, plan=None, loss=None, metrics=None,
-            weighted_metrics=None, head_cache=None, data_key=None):
+            weighted_metrics=None, head_cache=None, data_key=None, mixing=None):
         """Runs the plan; returns `model` with its best weights.
 
         Args:
@@ -217,8 +223,15 @@ class Trainer:
                 trains it on the backbone's (pooled) outputs, computed once per data and
                 weights (`data_key` names the data) instead of every epoch. Only for data
                 without augmentation: the caller vouches for that by passing the dict.
+            mixing: a `tf_finetune.augmentation.BatchMixing` (MixUp, CutMix) applied to each
+                training batch after its labels are made one-hot, seeded by the epoch's seed
+                and the batch's index; the loss is then categorical cross-entropy. Needs `train`
+                as a function of (seed, batch_size) and the classification loss.
         """
         c = self.config
+        mixing = mixing if mixing is not None and mixing.active else None
+        if mixing is not None:
+            check_mixing(mixing, train, loss)
         if parts is None:
             parts = Parts(backbone, trainable.layer_blocks(backbone))
         plan = plan or self.plan(model, parts)
@@ -234,13 +247,17 @@ class Trainer:
         best = backups.read_best()  # (meta, arrays) or None
         as_built = trainable.capture(model)
         fit_model, cached = model, None
-        if c.cache_frozen_prefix and frozen_prefix.find_frozen_prefix(model) is not None:
+        if c.cache_frozen_prefix and frozen_prefix.find_frozen_prefix(model) is not None and mixing is None:
             fit_model, cached = self._cache_prefix(model, train, val)
             train, val = cached
         raw_train, raw_val = train, val  # integer labels, for outputs cached across runs
-        num_classes = model.output_shape[-1] if c.label_smoothing > 0 and loss is None else None
+        one_hot = loss is None and (c.label_smoothing > 0 or mixing is not None)
+        num_classes = model.output_shape[-1] if one_hot else None
         if num_classes:
             train, val = _one_hot(train, num_classes), _one_hot(val, num_classes)
+        if mixing is not None:
+            train = _mixed(train, mixing)
+            logger.info("Training batches mixed: %s.", mixing.describe())
         distributed.prepare_for_multi_worker(fit_model, self.strategy)  # keras#20585
         log = EpochLog(self.out.history_file, self.out.logs_dir)
         pruned = pruning.PlanPruning(plan, model)
@@ -267,16 +284,17 @@ class Trainer:
                 continue
             # A first stage that trains only the head may train it on cached backbone outputs.
             head = None
-            if index == 0 and head_cache is not None and cached is None:
+            if index == 0 and head_cache is not None and cached is None and mixing is None:
                 head = self._cache_head(model, parts, plan, raw_train, raw_val, head_cache, data_key)
                 if head and num_classes:
                     head = (head[0], _one_hot(head[1], num_classes), _one_hot(head[2], num_classes))
             learner, stage_train, stage_val = head or (fit_model, train, val)  # what the stage's optimizer updates
-            stage_model, stage_loss, stage_metrics = learner, loss, metrics
+            stage_model, stage_metrics = learner, metrics
+            stage_loss = loss if loss is not None else self.default_loss(one_hot=one_hot)
             if stage.distill_alpha > 0:  # the stage learns from the model as it begins
                 with self.strategy.scope():
                     stage_model, stage_loss, stage_metrics = stage_teacher.taught(
-                        learner, stage, self.default_loss(), one_hot=num_classes is not None)
+                        learner, stage, stage_loss, one_hot=one_hot)
             if not restored and latest is None:
                 raise UserError(f"{self.run.backup_dir} is missing, so the {stage.name!r} stage cannot resume: "
                                 "pass a new --output-dir to train again.")
@@ -542,6 +560,21 @@ def _one_hot(data, num_classes):
     if callable(data):
         return lambda seed, batch_size: encode(data(seed, batch_size))
     return encode(data)
+
+
+def check_mixing(mixing, train, loss):
+    if loss is not None:
+        raise UserError(f"{mixing!r} mixes one-hot labels for the classification loss, but this run has its own "
+                        "loss: turn mixup and cutmix off.")
+    if not callable(train):
+        raise UserError(f"{mixing!r} needs training data given as a function of (seed, batch_size), so that each "
+                        "epoch's mix is a function of (seed, stage, epoch); this data is one dataset.")
+
+
+def _mixed(train, mixing):
+    """`train(seed, batch_size)` with each batch mixed (`BatchMixing.apply`, seeded by the
+    epoch's seed)."""
+    return lambda seed, batch_size: mixing.apply(train(seed, batch_size), seed)
 
 
 def _scale(optimizer):
