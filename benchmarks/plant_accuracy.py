@@ -25,6 +25,7 @@ for name in ("plantvillage", "flowers"):
     ROWS[f"{name}_plan"] = ["--config", os.path.join(CONFIGS, f"{name}_plan.toml"), *TEST]
 # flowers.toml with MixUp (Beta(0.2, 0.2)) or CutMix (Beta(1, 1)), one of the two per batch.
 ROWS["flowers_mix"] = [*ROWS["flowers_test"], "--mixup", "0.2", "--cutmix", "1.0"]
+ROWS["flowers_mixup"] = [*ROWS["flowers_test"], "--mixup", "0.2"]  # MixUp alone
 
 
 def test_columns(metrics):
