@@ -26,6 +26,7 @@ for name in ("plantvillage", "flowers"):
 # flowers.toml with MixUp (Beta(0.2, 0.2)) or CutMix (Beta(1, 1)), one of the two per batch.
 ROWS["flowers_mix"] = [*ROWS["flowers_test"], "--mixup", "0.2", "--cutmix", "1.0"]
 ROWS["flowers_mixup"] = [*ROWS["flowers_test"], "--mixup", "0.2"]  # MixUp alone
+ROWS["plantvillage_plan_mixup"] = [*ROWS["plantvillage_plan"], "--mixup", "0.2"]
 
 
 def test_columns(metrics):
