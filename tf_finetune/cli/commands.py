@@ -68,6 +68,7 @@ def lr_find(project, args):
     from tf_finetune.training import lr_finder
     from tf_finetune.training import optimizers
     from tf_finetune.training import stage_teacher
+    from tf_finetune.training import trainer as trainer_lib
 
     trainer = Trainer(config, out.path)
     data = project.load_data(config, args.data_dir)
@@ -85,16 +86,15 @@ def lr_find(project, args):
         optimizer = optimizers.make_optimizer(stage.optimizer, args.start_lr, stage.weight_decay)
     compile_args = project.task.compile_args(config)
     stage_teacher.check_plan([stage], compile_args)
-    batches = data.train_batches(config.seed, stage.batch_size) if data.train_batches else data.train
+    train = data.train_batches or data.train
     mixing = data.mixing if data.mixing is not None and data.mixing.active else None
-    one_hot = "loss" not in compile_args and (config.label_smoothing > 0 or mixing is not None)
-    if one_hot:
-        import tensorflow as tf
-
-        batches = batches.map(lambda x, y: (x, tf.one_hot(y, model.output_shape[-1])))
-        if mixing is not None:  # the batches the stage trains on
-            batches = mixing.apply(batches, config.seed)
+    if mixing is not None:
+        trainer_lib.check_mixing(mixing, train, compile_args.get("loss"))
+    one_hot = trainer_lib.one_hot_labels(config, compile_args.get("loss"), mixing)
+    if one_hot:  # the labels (and mixes) the stage trains on
+        train = trainer_lib.classification_train(train, model.output_shape[-1], mixing)
         compile_args = {**compile_args, "loss": trainer.default_loss(one_hot=True)}
+    batches = train(config.seed, stage.batch_size) if callable(train) else train
     swept = model
     if stage.distill_alpha > 0:  # the stage's loss: the labels' and its teacher's (the model as it starts)
         with trainer.strategy.scope():

@@ -251,12 +251,11 @@ class Trainer:
             fit_model, cached = self._cache_prefix(model, train, val)
             train, val = cached
         raw_train, raw_val = train, val  # integer labels, for outputs cached across runs
-        one_hot = loss is None and (c.label_smoothing > 0 or mixing is not None)
+        one_hot = one_hot_labels(c, loss, mixing)
         num_classes = model.output_shape[-1] if one_hot else None
         if num_classes:
-            train, val = _one_hot(train, num_classes), _one_hot(val, num_classes)
+            train, val = classification_train(train, num_classes, mixing), _one_hot(val, num_classes)
         if mixing is not None:
-            train = _mixed(train, mixing)
             logger.info("Training batches mixed: %s.", mixing.describe())
         distributed.prepare_for_multi_worker(fit_model, self.strategy)  # keras#20585
         log = EpochLog(self.out.history_file, self.out.logs_dir)
@@ -562,6 +561,21 @@ def _one_hot(data, num_classes):
     return encode(data)
 
 
+def one_hot_labels(config, loss=None, mixing=None):
+    """Whether classification trains on one-hot label rows: label smoothing and mixing need
+    them, with the default loss (a loss of its own takes the labels as they come)."""
+    return loss is None and (config.label_smoothing > 0 or mixing is not None)
+
+
+def classification_train(train, num_classes, mixing=None):
+    """`train` (a dataset, or a function of (seed, batch_size)) with one-hot labels, each batch
+    then mixed by `mixing` (seeded by the epoch's seed; `train` must be a function)."""
+    train = _one_hot(train, num_classes)
+    if mixing is None:
+        return train
+    return lambda seed, batch_size: mixing.apply(train(seed, batch_size), seed)
+
+
 def check_mixing(mixing, train, loss):
     if loss is not None:
         raise UserError(f"{mixing!r} mixes one-hot labels for the classification loss, but this run has its own "
@@ -569,12 +583,6 @@ def check_mixing(mixing, train, loss):
     if not callable(train):
         raise UserError(f"{mixing!r} needs training data given as a function of (seed, batch_size), so that each "
                         "epoch's mix is a function of (seed, stage, epoch); this data is one dataset.")
-
-
-def _mixed(train, mixing):
-    """`train(seed, batch_size)` with each batch mixed (`BatchMixing.apply`, seeded by the
-    epoch's seed)."""
-    return lambda seed, batch_size: mixing.apply(train(seed, batch_size), seed)
 
 
 def _scale(optimizer):
