@@ -5,9 +5,12 @@ import keras_hub
 import numpy as np
 import pytest
 
+from tf_finetune.config import TrainConfig
 from tf_finetune.models import lora
 from tf_finetune.models import trainable
 from tf_finetune.models.trainable import Parts
+from tf_finetune.training import optimizers
+from tf_finetune.training import trainer as trainer_lib
 
 
 def encoder_model(seed=0):
@@ -44,6 +47,41 @@ def test_lora_trains_only_the_adapters_and_the_head():
     np.testing.assert_array_equal(query._kernel.numpy(), kernel_before)  # the frozen base kernel
     np.testing.assert_array_equal(key.kernel.numpy(), key_before)
     assert np.abs(query.lora_kernel_b.numpy()).max() > 0  # the adapters learned
+
+
+def lora_step(tmp_path, ratio, layer_decay=1.0):
+    """Each adapter's change over one SGD step of a `lora:4` stage built by the trainer, from
+    non-zero B matrices (at B = 0 the A matrices get no gradient)."""
+    stage = {"name": "lora", "epochs": 1, "trainable": "lora:4", "optimizer": "sgd", "learning_rate": 0.05,
+             "loraplus_lr_ratio": ratio, "layer_decay": layer_decay}
+    trainer = trainer_lib.Trainer(TrainConfig(stages=(stage,)), str(tmp_path))
+    model = trainer.build_model(encoder_model)
+    (stage,) = trainer.plan(model, parts(model))
+    trainable.apply_stage(model, stage, parts(model), trainable.capture(model))
+    for i, layer in enumerate(lora.adapted_layers(model)):
+        layer.lora_kernel_b.assign(np.random.default_rng(i).normal(size=layer.lora_kernel_b.shape) * 0.1)
+    trainer.compile(model, trainer.make_optimizer(model, stage, steps_per_epoch=1), loss="mse")
+    before = {v.path: v.numpy().copy() for v in model.trainable_variables}
+    x = np.random.default_rng(0).normal(size=(8, 6, 16)).astype("float32")
+    model.train_on_batch(x, np.random.default_rng(1).normal(size=(8, 3)).astype("float32"))
+    return {v.path: v.numpy() - before[v.path] for v in model.trainable_variables}, model
+
+
+def test_loraplus_trains_the_b_matrices_at_the_ratio_and_the_rest_at_the_rate(tmp_path):
+    plain, _ = lora_step(tmp_path / "plain", 1.0)
+    plus, model = lora_step(tmp_path / "plus", 16.0)
+    b_paths = {layer.lora_kernel_b.path for layer in lora.adapted_layers(model)}
+    assert optimizers.loraplus_scales(model, 16.0) == {path: 16.0 for path in b_paths} and len(b_paths) == 4
+    assert isinstance(model.optimizer, optimizers.ScaledSGD)
+    for path, step in plain.items():
+        assert np.abs(step).max() > 0, path  # every adapter (A and B) and the head moved
+        # SGD's first step is rate x gradient: B's is 16 times plain LoRA's, A's and the head's the same.
+        np.testing.assert_allclose(plus[path], (16.0 if path in b_paths else 1.0) * step, rtol=1e-4, atol=1e-7)
+    # Under layer decay a B matrix gets both multipliers.
+    decayed, model = lora_step(tmp_path / "decayed", 16.0, layer_decay=0.5)
+    scales = model.optimizer.rate_scales
+    assert {scales[path] for path in b_paths} == {16.0 * 0.5, 16.0 * 0.25}
+    assert scales["head/kernel"] == 1.0
 
 
 def test_merged_model_is_ordinary_and_computes_the_same(tmp_path):

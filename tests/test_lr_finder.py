@@ -73,12 +73,8 @@ def test_lr_find_refuses_a_run_directory_and_writes_nothing(tmp_path, capsys):
     assert sorted(os.listdir(run)) == before
 
 
-def test_lr_find_on_a_taught_stage_sweeps_the_stages_loss(tmp_path, capsys):
-    """A stage with distill_alpha learns from the model as the stage begins; its range test
-    sweeps that loss: at the sweep's first step the teacher equals the model, so the soft term
-    is 0 and the loss is (1 - alpha) times the labels' loss of the same stage untaught."""
-    from projects.sentiment_lstm.project import PROJECT
-
+def tiny_reviews(tmp_path):
+    """A folder of train.tsv and dev.tsv: 256 and 64 three-word reviews, one word list per class."""
     data = tmp_path / "reviews"
     data.mkdir()
     rng = np.random.default_rng(0)
@@ -87,6 +83,33 @@ def test_lr_find_on_a_taught_stage_sweeps_the_stages_loss(tmp_path, capsys):
         labels = rng.integers(0, 2, size=n)
         rows = [f"a {' '.join(rng.choice(words[y], size=3))} film\t{y}" for y in labels]
         (data / f"{split}.tsv").write_text("sentence\tlabel\n" + "\n".join(rows) + "\n")
+    return data
+
+
+def test_lr_find_sweeps_with_the_stages_per_variable_rates(tmp_path, capsys, monkeypatch):
+    """A stage's layer decay (and LoRA+ ratio) multiply the swept rate as they do in training."""
+    from projects.sentiment_lstm.project import PROJECT
+    from tf_finetune.training import optimizers
+
+    made = []
+    make = optimizers.make_optimizer
+    monkeypatch.setattr(optimizers, "make_optimizer", lambda *a, **k: made.append(k.get("rate_scales")) or make(*a, **k))
+    config = tmp_path / "plan.toml"
+    config.write_text('[[stages]]\nname = "all"\nepochs = 1\ntrainable = "all"\nlayer_decay = 0.5\n')
+    result = call_cli(PROJECT, ["lr-find", "--smoke", "--config", str(config), "--data-dir", str(tiny_reviews(tmp_path)),
+                                "--steps", "3", "--output-dir", str(tmp_path / "lr")], capsys)
+    assert result.status == 0, result.err[-3000:]
+    (scales,) = made
+    assert sorted(set(scales.values())) == [0.5, 1.0]  # the classifier x1, the BiLSTM below it x0.5
+
+
+def test_lr_find_on_a_taught_stage_sweeps_the_stages_loss(tmp_path, capsys):
+    """A stage with distill_alpha learns from the model as the stage begins; its range test
+    sweeps that loss: at the sweep's first step the teacher equals the model, so the soft term
+    is 0 and the loss is (1 - alpha) times the labels' loss of the same stage untaught."""
+    from projects.sentiment_lstm.project import PROJECT
+
+    data = tiny_reviews(tmp_path)
     first_losses = {}
     for alpha in (0.0, 0.75):
         config = tmp_path / f"plan{alpha}.toml"

@@ -98,6 +98,11 @@ def test_smoke_cuts_every_stage_to_seconds(tmp_path):
      "field batchnorm_momentum: must be in [0, 1) (0 = as built). Received: batchnorm_momentum=1.0"),
     ([{"name": "x", "epochs": 1, "trainable": "all", "batchnorm_momentum": 0.9}],
      "field batchnorm_momentum: sets the momentum of BatchNorm statistics that train: set batchnorm"),
+    ([{"name": "x", "epochs": 1, "trainable": "lora:8", "loraplus_lr_ratio": 0.5}],
+     "stage 1 ('x'), field loraplus_lr_ratio: must be >= 1 (the B matrices' rate over the A matrices'; 1 = plain "
+     "LoRA). Received: loraplus_lr_ratio=0.5"),
+    ([{"name": "x", "epochs": 1, "trainable": "top:2", "loraplus_lr_ratio": 16}],
+     "field loraplus_lr_ratio: sets the rate of LoRA adapters: set trainable = \"lora:R\" too"),
 ])
 def test_a_bad_plan_is_one_line_naming_the_stage_and_field(specs, message):
     with pytest.raises(UserError) as info:

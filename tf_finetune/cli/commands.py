@@ -83,7 +83,9 @@ def lr_find(project, args):
     for earlier in plan[: args.stage]:  # the structure (adapters) of the stages before it
         described = trainable.apply_stage(model, earlier, parts, as_built)
     with trainer.strategy.scope():
-        optimizer = optimizers.make_optimizer(stage.optimizer, args.start_lr, stage.weight_decay)
+        optimizer = optimizers.make_optimizer(  # the stage's per-variable rates (layer decay, LoRA+) too
+            stage.optimizer, args.start_lr, stage.weight_decay,
+            rate_scales=optimizers.stage_rate_scales(model, stage.layer_decay, stage.loraplus_lr_ratio))
     compile_args = project.task.compile_args(config)
     stage_teacher.check_plan([stage], compile_args)
     train = data.train_batches or data.train

@@ -1,4 +1,5 @@
-"""Optimizers by name, and layer-wise learning-rate decay (which Keras optimizers lack).
+"""Optimizers by name, and per-variable learning rates (which Keras optimizers lack): layer-wise
+decay and LoRA+.
 
 Layer-wise decay (ELECTRA, BEiT; "discriminative fine-tuning" in ULMFiT) trains the top of a
 pretrained network at the peak rate and each layer below it at a smaller one, so that the
@@ -12,6 +13,11 @@ Layers are the model's top-level layers that own trainable variables, in the fun
 model's order; a nested model (such as a CNN backbone) counts as one layer. For the
 bert_classifier model that is, from the top: classifier (x1), BERT's pooler (x decay), the last
 transformer layer (x decay^2), ... the first trainable transformer layer, as in ELECTRA.
+
+LoRA+ (Hayou et al. 2024, PEFT's `loraplus_lr_ratio`) trains each adapter's B matrix (the one
+that starts at zero) at `ratio` times the rate of its A matrix: with one rate for both, B learns
+too slowly in wide layers. `stage_rate_scales` combines the two (a B matrix under layer decay
+gets the product).
 
 Keras 3 optimizers apply one learning rate to every variable, so `make_optimizer` then builds
 `Scaled<Optimizer>`, a subclass whose `update_step` multiplies the rate by the variable's
@@ -79,6 +85,25 @@ def layer_decay_scales(model, decay):
             scales.setdefault(variable.path, decay ** depth)
         depth += 1
     return scales
+
+
+def loraplus_scales(model, ratio):
+    """`{path: ratio}` for the B matrix of every adapted layer of `model` that trains (LoRA+)."""
+    from tf_finetune.models import lora
+
+    trainable = {id(v) for v in model.trainable_variables}
+    return {layer.lora_kernel_b.path: float(ratio) for layer in lora.adapted_layers(model)
+            if id(layer.lora_kernel_b) in trainable}
+
+
+def stage_rate_scales(model, layer_decay=1.0, loraplus_lr_ratio=1.0):
+    """The per-variable multipliers of a stage's rate: `layer_decay_scales` times
+    `loraplus_scales`; None when every variable trains at the schedule's rate."""
+    scales = layer_decay_scales(model, layer_decay) if layer_decay != 1.0 else {}
+    if loraplus_lr_ratio != 1.0:
+        for path, ratio in loraplus_scales(model, loraplus_lr_ratio).items():
+            scales[path] = scales.get(path, 1.0) * ratio
+    return scales or None
 
 
 def format_scales(scales, max_groups=12):

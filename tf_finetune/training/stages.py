@@ -105,6 +105,10 @@ class Stage:
         batch_size: the global batch size of the stage's training batches.
         lora_alpha: LoRA's scale numerator (`alpha / rank` multiplies the adapters); 0 = the rank.
         lora_targets: names of the Dense/EinsumDense layers that get adapters.
+        loraplus_lr_ratio: LoRA+ (Hayou et al. 2024): the adapters' B matrices train at this
+            multiple of the stage's rate, their A matrices at the rate itself (PEFT's
+            `loraplus_lr_ratio`; the paper suggests 16 with a rate about half plain LoRA's);
+            1 = plain LoRA.
         reduce_on_plateau: when > 0, multiply the learning rate by this factor once the
             monitored metric has not improved for `plateau_patience` epochs (it multiplies
             whatever schedule runs).
@@ -151,6 +155,7 @@ class Stage:
     batch_size: int = 32
     lora_alpha: float = 0.0
     lora_targets: typing.Tuple[str, ...] = ("query", "value")
+    loraplus_lr_ratio: float = 1.0
     reduce_on_plateau: float = 0.0
     plateau_patience: int = 2
     advance_patience: int = 0
@@ -409,6 +414,10 @@ def _check_values(where, stage):
         bad("advance_patience", "must be >= 0 (0 = run all epochs)")
     if stage.lora_alpha < 0:
         bad("lora_alpha", "must be >= 0 (0 = the rank)")
+    if not stage.loraplus_lr_ratio >= 1.0 or not math.isfinite(stage.loraplus_lr_ratio):
+        bad("loraplus_lr_ratio", "must be >= 1 (the B matrices' rate over the A matrices'; 1 = plain LoRA)")
+    if stage.loraplus_lr_ratio != 1.0 and kind != "lora":
+        bad("loraplus_lr_ratio", "sets the rate of LoRA adapters: set trainable = \"lora:R\" too, or leave it out")
     if stage.derive_learning_rate and stage.optimizer != "sgd":
         bad("derive_learning_rate", "derives an SGD rate: set optimizer = \"sgd\" too")
     if not 0.0 <= stage.prune_sparsity < 1.0:

@@ -132,11 +132,13 @@ class Trainer:
                                         warmup_steps=warmup, **kwargs)
         if stage.reduce_on_plateau:
             rate = ScaledSchedule(rate)
-        rate_scales = None
-        if stage.layer_decay != 1.0:
-            rate_scales = optimizers.layer_decay_scales(model, stage.layer_decay)
-            logger.info("Layer-wise learning-rate decay %g (multipliers of the schedule's rate):\n  %s",
-                        stage.layer_decay, "\n  ".join(optimizers.format_scales(rate_scales)))
+        rate_scales = optimizers.stage_rate_scales(model, stage.layer_decay, stage.loraplus_lr_ratio)
+        if rate_scales:
+            what = " and ".join(([f"layer-wise learning-rate decay {stage.layer_decay:g}"] if stage.layer_decay != 1.0
+                                 else []) + ([f"LoRA+ ratio {stage.loraplus_lr_ratio:g} on the adapters' B matrices"]
+                                             if stage.loraplus_lr_ratio != 1.0 else []))
+            logger.info("%s%s (multipliers of the schedule's rate):\n  %s", what[0].upper(), what[1:],
+                        "\n  ".join(optimizers.format_scales(rate_scales)))
         with self.strategy.scope():
             return optimizers.make_optimizer(stage.optimizer, rate, stage.weight_decay, rate_scales=rate_scales,
                                              ema_momentum=c.ema_momentum)
