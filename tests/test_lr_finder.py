@@ -87,7 +87,8 @@ def tiny_reviews(tmp_path):
 
 
 def test_lr_find_sweeps_with_the_stages_per_variable_rates(tmp_path, capsys, monkeypatch):
-    """A stage's layer decay (and LoRA+ ratio) multiply the swept rate as they do in training."""
+    """A stage's per-variable rates multiply the swept rate as they do in training: here its
+    layer decay; a LoRA+ ratio goes through the same `stage_rate_scales` (tests/test_lora.py)."""
     from projects.sentiment_lstm.project import PROJECT
     from tf_finetune.training import optimizers
 

@@ -76,6 +76,19 @@ def test_smoke_cuts_every_stage_to_seconds(tmp_path):
         ("head", 1), ("gradual_unfreezing-0", 1), ("gradual_unfreezing-1", 1), ("gradual_unfreezing-2", 1)]
 
 
+def test_fields_that_depend_on_trainable_see_the_one_a_stage_inherits():
+    """A stage without `trainable` trains what the stage before it did, in the config's checks too."""
+    lora = [{"name": "a", "epochs": 1, "trainable": "lora:8", "loraplus_lr_ratio": 16},
+            {"name": "b", "epochs": 1, "learning_rate": 1e-4, "loraplus_lr_ratio": 16}]
+    ladder = [{"technique": "gradual_unfreezing", "blocks": 2},
+              {"name": "c", "epochs": 1, "batchnorm": "train"}]
+    for specs, trainable in ((lora, "lora:8"), (ladder, "top:2")):
+        config = TrainConfig(stages=tuple(specs))
+        assert stages.expand(config, num_blocks=3)[-1].trainable == trainable
+    with pytest.raises(UserError, match=r"stage 2 \('b'\), field loraplus_lr_ratio: sets the rate of LoRA"):
+        TrainConfig(stages=({"name": "a", "epochs": 1, "trainable": "all"}, lora[1]))
+
+
 @pytest.mark.parametrize("specs, message", [
     ([{"name": "x", "epochs": 2, "trainable": "top5"}],
      "stage 1 ('x'), field trainable: must be one of as_built, head, all, top:N, from:LAYER, top_layers:N, lora:R. "

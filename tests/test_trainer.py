@@ -307,16 +307,17 @@ def test_the_best_epoch_before_a_lora_stage_is_kept_exactly(tmp_path, monkeypatc
     """A LoRA stage adds adapter variables in the middle of `model.variables`; the head stage's
     best snapshot still goes back to the head, and the adapters to their starting values
     (B = 0: the adapted layers compute what they did)."""
-    outputs = {}
+    outputs, rate_scales = {}, {}
     x = examples(16, seed=3)[0]
 
     def record(g, model):
         outputs[g] = model.predict(x, verbose=0)
+        rate_scales[g] = getattr(model.optimizer, "rate_scales", None)
 
     script_val_accuracy(monkeypatch, [0.5, 0.9, 0.1, 0.2], record)
     config = plan_config([{"name": "head", "epochs": 2, "trainable": "head", "learning_rate": 0.05},
                           {"name": "lora", "epochs": 2, "trainable": "lora:2", "lora_targets": ["query", "value"],
-                           "learning_rate": 0.05}])
+                           "learning_rate": 0.05, "loraplus_lr_ratio": 4}])
 
     def run():
         trainer = trainer_lib.Trainer(config, str(tmp_path))
@@ -328,6 +329,9 @@ def test_the_best_epoch_before_a_lora_stage_is_kept_exactly(tmp_path, monkeypatc
     kept = killed_then_rerun(monkeypatch, run, crash_at)
     adapters = [v for v in kept.variables if "lora_kernel" in v.path]
     assert len(adapters) == 4 and not np.allclose(outputs[3], outputs[1])
+    # LoRA+ (also when the stage is resumed): the B matrices at 4x the rate, the rest at 1x.
+    for g in (3, 4):
+        assert rate_scales[g] == {"query/lora_kernel_b": 4.0, "value/lora_kernel_b": 4.0}
     np.testing.assert_allclose(kept.predict(x, verbose=0), outputs[1], rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(kept.get_layer("head").kernel.numpy(),
                                   keras.models.load_model(RunDir(str(tmp_path)).best_checkpoint)

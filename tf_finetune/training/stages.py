@@ -221,6 +221,7 @@ def check_specs(specs, config):
     if not isinstance(specs, (list, tuple)):
         raise UserError(f"stages must be a list of tables ([[stages]] in TOML). Received: {type(specs).__name__}")
     checked = []
+    previous = "as_built"  # what trains after the stages so far, as `expand` inherits it
     for index, spec in enumerate(specs):
         where = _where(index, spec)
         if not isinstance(spec, dict):
@@ -229,8 +230,13 @@ def check_specs(specs, config):
         technique = spec.pop("technique", None)
         if technique is not None:
             _check_technique(where, technique, spec)
+            # An unfreezing ladder ends on top:N; "all" stands in for it (the checks that
+            # depend on `trainable` only tell as_built and lora:R from the rest).
+            unfreezing = technique in ("gradual_unfreezing", "adaptive_unfreezing")
+            previous = "all" if unfreezing else spec.get("trainable", previous)
         else:
-            _stage(where, {**_defaults(config, index), **spec})  # raises on a bad field
+            stage = _stage(where, {**_defaults(config, index), "trainable": previous, **spec})  # raises on a bad field
+            previous = stage.trainable
         checked.append({"technique": technique, **spec} if technique else spec)
     if not checked:
         raise UserError("stages is empty: give at least one [[stages]] table, or leave it out.")
