@@ -134,10 +134,12 @@ class Trainer:
             rate = ScaledSchedule(rate)
         rate_scales = optimizers.stage_rate_scales(model, stage.layer_decay, stage.loraplus_lr_ratio)
         if rate_scales:
-            what = " and ".join(([f"layer-wise learning-rate decay {stage.layer_decay:g}"] if stage.layer_decay != 1.0
-                                 else []) + ([f"LoRA+ ratio {stage.loraplus_lr_ratio:g} on the adapters' B matrices"]
-                                             if stage.loraplus_lr_ratio != 1.0 else []))
-            logger.info("%s%s (multipliers of the schedule's rate):\n  %s", what[0].upper(), what[1:],
+            what = []
+            if stage.layer_decay != 1.0:
+                what.append(f"Layer-wise learning-rate decay {stage.layer_decay:g}")
+            if stage.loraplus_lr_ratio != 1.0:
+                what.append(f"LoRA+ ratio {stage.loraplus_lr_ratio:g} on the adapters' B matrices")
+            logger.info("%s (multipliers of the schedule's rate):\n  %s", " and ".join(what),
                         "\n  ".join(optimizers.format_scales(rate_scales)))
         with self.strategy.scope():
             return optimizers.make_optimizer(stage.optimizer, rate, stage.weight_decay, rate_scales=rate_scales,
