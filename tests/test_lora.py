@@ -78,7 +78,7 @@ def test_loraplus_trains_the_b_matrices_at_the_ratio_and_the_rest_at_the_rate(tm
         # SGD's first step is rate x gradient: B's is 16 times plain LoRA's, A's and the head's the same.
         np.testing.assert_allclose(plus[path], (16.0 if path in b_paths else 1.0) * step, rtol=1e-4, atol=1e-7)
     # Under layer decay a B matrix gets both multipliers.
-    decayed, model = lora_step(tmp_path / "decayed", 16.0, layer_decay=0.5)
+    _, model = lora_step(tmp_path / "decayed", 16.0, layer_decay=0.5)
     scales = model.optimizer.rate_scales
     assert {scales[path] for path in b_paths} == {16.0 * 0.5, 16.0 * 0.25}
     assert scales["head/kernel"] == 1.0
