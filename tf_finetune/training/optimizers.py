@@ -28,6 +28,7 @@ Keras optimizer's.
 import keras
 
 from tf_finetune.config import OPTIMIZERS
+from tf_finetune.models import lora
 
 
 def make_optimizer(name, learning_rate, weight_decay=0.0, *, rate_scales=None, ema_momentum=0.0):
@@ -89,8 +90,6 @@ def layer_decay_scales(model, decay):
 
 def loraplus_scales(model, ratio):
     """`{path: ratio}` for the B matrix of every adapted layer of `model` that trains (LoRA+)."""
-    from tf_finetune.models import lora
-
     trainable = {id(v) for v in model.trainable_variables}
     return {layer.lora_kernel_b.path: float(ratio) for layer in lora.adapted_layers(model)
             if id(layer.lora_kernel_b) in trainable}
