@@ -16,9 +16,13 @@ NOTEBOOKS = sorted(p for p in glob.glob(os.path.join(REPO, "notebooks", "*.ipynb
                    if os.path.basename(p) not in TECHNIQUES)
 
 
-def run_notebook(path, shared_data, monkeypatch):
-    """Executes the notebook at `path` top to bottom (it must be committed without outputs)."""
+def run_notebook(path, shared_data, monkeypatch, tmp_path):
+    """Executes the notebook at `path` top to bottom (it must be committed without outputs).
+
+    The kernel's temporary folder is `tmp_path`: a notebook's working folder
+    (`tempfile.mkdtemp`) is then pytest's to clean up, not left in /tmp after every run."""
     monkeypatch.setenv("TF_FINETUNE_DATA", shared_data)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setenv("MPLBACKEND", "Agg")
     with open(path, encoding="utf-8") as f:
         notebook = nbformat.read(f, as_version=4)
@@ -34,5 +38,5 @@ def test_every_notebook_is_run_by_one_of_the_two_files():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[os.path.basename(p) for p in NOTEBOOKS])
-def test_notebook_runs(path, shared_data, monkeypatch):
-    run_notebook(path, shared_data, monkeypatch)
+def test_notebook_runs(path, shared_data, monkeypatch, tmp_path):
+    run_notebook(path, shared_data, monkeypatch, tmp_path)

@@ -10,5 +10,5 @@ from tests.test_notebooks import run_notebook
 
 
 @pytest.mark.parametrize("name", TECHNIQUES)
-def test_notebook_runs(name, shared_data, monkeypatch):
-    run_notebook(os.path.join(REPO, "notebooks", name), shared_data, monkeypatch)
+def test_notebook_runs(name, shared_data, monkeypatch, tmp_path):
+    run_notebook(os.path.join(REPO, "notebooks", name), shared_data, monkeypatch, tmp_path)
