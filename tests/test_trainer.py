@@ -169,16 +169,45 @@ PLAN = [{"name": "head", "epochs": 2, "trainable": "head", "learning_rate": 0.01
          "lr_schedule": "constant", "continue_optimizer": True}]
 
 
-@pytest.mark.parametrize("ema", [0.0, 0.9], ids=["plain", "ema"])
-@pytest.mark.parametrize("crash_at", [1, 2, 3, 5], ids=["in_stage1", "between_stages", "in_stage2", "in_stage3"])
-def test_a_rerun_after_a_crash_ends_like_an_uninterrupted_run(tmp_path, monkeypatch, crash_at, ema):
+def run_plan(config, run_dir):
+    """Trains `config` into `run_dir` as a fresh process would: new model, new datasets."""
+    trainer = trainer_lib.Trainer(config, str(run_dir))
+    return fit(trainer, trainer.build_model(model_fn))
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    """PLAN's uninterrupted run for an EMA momentum, trained once per module: (weights, run dir)."""
+    runs = {}
+
+    def get(ema):
+        if ema not in runs:
+            run_dir = tmp_path_factory.mktemp("whole")
+            runs[ema] = (run_plan(plan_config(PLAN, ema_momentum=ema), run_dir).get_weights(), run_dir)
+        return runs[ema]
+
+    return get
+
+
+# Crash points (after the backup of epoch 1, 2, 3 or 5) with and without EMA: by default each
+# point once and each EMA setting at two points; the other four combinations repeat them (slow).
+slow = pytest.mark.slow
+CRASHES = [pytest.param(1, 0.0, id="in_stage1-plain"), pytest.param(2, 0.9, id="between_stages-ema"),
+           pytest.param(3, 0.9, id="in_stage2-ema"), pytest.param(5, 0.0, id="in_stage3-plain"),
+           pytest.param(1, 0.9, id="in_stage1-ema", marks=slow),
+           pytest.param(2, 0.0, id="between_stages-plain", marks=slow),
+           pytest.param(3, 0.0, id="in_stage2-plain", marks=slow),
+           pytest.param(5, 0.9, id="in_stage3-ema", marks=slow)]
+
+
+@pytest.mark.parametrize("crash_at, ema", CRASHES)
+def test_a_rerun_after_a_crash_ends_like_an_uninterrupted_run(tmp_path, monkeypatch, uninterrupted, crash_at, ema):
     config = plan_config(PLAN, ema_momentum=ema)
 
-    def run(name):  # a fresh process: new model, new datasets
-        trainer = trainer_lib.Trainer(config, str(tmp_path / name))
-        return fit(trainer, trainer.build_model(model_fn))
+    def run(name):
+        return run_plan(config, tmp_path / name)
 
-    expected = run("whole")
+    expected_weights, whole_dir = uninterrupted(ema)
     with monkeypatch.context() as patch:
         crash_after_epoch(patch, crash_at)
         with pytest.raises(Crash):
@@ -188,9 +217,9 @@ def test_a_rerun_after_a_crash_ends_like_an_uninterrupted_run(tmp_path, monkeypa
 
     # Same weights, optimizer and dropout state at the crash, the same learning-rate steps
     # and the same shuffles and noise (epoch k's) after it.
-    for w0, w1 in zip(expected.get_weights(), resumed.get_weights()):
+    for w0, w1 in zip(expected_weights, resumed.get_weights()):
         np.testing.assert_allclose(w0, w1, rtol=1e-5, atol=1e-6)
-    whole = read_history(str(tmp_path / "whole"))
+    whole = read_history(str(whole_dir))
     killed = read_history(str(tmp_path / "killed"))
     np.testing.assert_allclose(killed["learning_rate"], whole["learning_rate"], rtol=1e-6)
     np.testing.assert_allclose(killed["val_loss"], whole["val_loss"], rtol=1e-4)
