@@ -14,6 +14,21 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_FINETUNE_DATA", os.path.join(os.path.dirname(REPO), "shared", "data"))
 
+
+def _share_the_cores():
+    """Under pytest-xdist, gives each worker (and the processes and notebook kernels it starts)
+    its share of the cores as TensorFlow threads, instead of every worker's TensorFlow taking
+    them all. Measured on 2 cores, 2 workers: the same three test files in 0.86 and 0.91 of the
+    time. Set before any test imports TensorFlow; a value already in the environment wins."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0") or 0)
+    if workers > 1:
+        share = str(max(1, (os.cpu_count() or 1) // workers))
+        os.environ.setdefault("TF_NUM_INTRAOP_THREADS", share)
+        os.environ.setdefault("TF_NUM_INTEROP_THREADS", share)
+
+
+_share_the_cores()
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
