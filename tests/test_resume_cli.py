@@ -97,10 +97,13 @@ def test_seed_and_deterministic_give_identical_metrics(uninterrupted, tmp_path):
 
 
 # After the backup of epoch 1, 2 or 3, then a random delay: the kill lands in the head stage's
-# second epoch, in the top stage, or in the last stage. The default suite kills in the last
-# stage (every earlier stage is then replayed); test_trainer.py crashes in each stage in-process.
-@pytest.mark.parametrize("after_epoch", [pytest.param(1, marks=pytest.mark.slow), pytest.param(2, marks=pytest.mark.slow), 3],
-                         ids=["head_stage", "top_stage", "all_stage"])
+# second epoch, in the top stage, or in the last stage. All three are under `slow` (about 100 s
+# of the default suite's time each on 2 slow cores). The default suite resumes in-process after a
+# crash in each stage of a 3-stage plan, to the same weights and history (test_trainer.py), and
+# SIGKILLs real search processes mid-trial that resume their trial from its backup
+# (test_tune_cli.py).
+@pytest.mark.slow
+@pytest.mark.parametrize("after_epoch", [1, 2, 3], ids=["head_stage", "top_stage", "all_stage"])
 def test_sigkill_then_the_same_command_resumes_and_ends_as_accurate(uninterrupted, tmp_path, after_epoch):
     run_dir = tmp_path / "killed"
     process = subprocess.Popen(command(run_dir), cwd=REPO, stdout=subprocess.DEVNULL,
