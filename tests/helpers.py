@@ -98,7 +98,7 @@ RUN_DIR_FILES = ("config.json", "run.json", "state.json", "metrics.json", "histo
 
 @dataclasses.dataclass(frozen=True)
 class SmokeRun:
-    """A finished `train --smoke --export-dir ...` of `project` on the real `data` folder."""
+    """A finished `train --smoke [--export-dir ...]` of `project` on the real `data` folder."""
 
     project: object
     data: str
@@ -123,8 +123,9 @@ class SmokeRun:
         return keras.models.load_model(self.path("checkpoints", "best.keras"))
 
 
-def smoke_train(project, dataset, tmp_path_factory, *args):
-    """`train --smoke` of `project` on the real `dataset` folder, exporting version 1.
+def smoke_train(project, dataset, tmp_path_factory, *args, export=True):
+    """`train --smoke` of `project` on the real `dataset` folder, exporting version 1 (none
+    with `export=False`, for tests that export the run themselves; `export_dir` is then "").
 
     For the CLI tests' module-scoped `smoke_run` fixture; skips (fails in CI) without the data.
     """
@@ -132,9 +133,9 @@ def smoke_train(project, dataset, tmp_path_factory, *args):
 
     data = require_data(dataset)
     out = tmp_path_factory.mktemp(project.name)
-    run = SmokeRun(project, data, str(out / "run"), str(out / "exports"))
-    status = main(project, ["train", "--smoke", "--data-dir", data, *args,
-                            "--output-dir", run.run_dir, "--export-dir", run.export_dir])
+    run = SmokeRun(project, data, str(out / "run"), str(out / "exports") if export else "")
+    exporting = ["--export-dir", run.export_dir] if export else []
+    status = main(project, ["train", "--smoke", "--data-dir", data, *args, "--output-dir", run.run_dir, *exporting])
     assert status == 0
     return run
 

@@ -25,12 +25,12 @@ from tf_finetune.serving import versions
 
 @pytest.fixture(scope="module")
 def plant_run(tmp_path_factory):
-    return smoke_train(PLANT, "plantvillage", tmp_path_factory)
+    return smoke_train(PLANT, "plantvillage", tmp_path_factory, export=False)  # exported below
 
 
 @pytest.fixture(scope="module")
 def sentiment_run(tmp_path_factory):
-    return smoke_train(SENTIMENT, "sst2", tmp_path_factory)
+    return smoke_train(SENTIMENT, "sst2", tmp_path_factory, export=False)
 
 
 @pytest.fixture(scope="module")
