@@ -203,17 +203,13 @@ CRASHES = [pytest.param(1, 0.0, id="in_stage1-plain"), pytest.param(2, 0.9, id="
 @pytest.mark.parametrize("crash_at, ema", CRASHES)
 def test_a_rerun_after_a_crash_ends_like_an_uninterrupted_run(tmp_path, monkeypatch, uninterrupted, crash_at, ema):
     config = plan_config(PLAN, ema_momentum=ema)
-
-    def run(name):
-        return run_plan(config, tmp_path / name)
-
     expected_weights, whole_dir = uninterrupted(ema)
     with monkeypatch.context() as patch:
         crash_after_epoch(patch, crash_at)
         with pytest.raises(Crash):
-            run("killed")
+            run_plan(config, tmp_path / "killed")
     assert not os.path.exists(tmp_path / "killed" / "checkpoints" / "best.keras")
-    resumed = run("killed")
+    resumed = run_plan(config, tmp_path / "killed")
 
     # Same weights, optimizer and dropout state at the crash, the same learning-rate steps
     # and the same shuffles and noise (epoch k's) after it.
@@ -253,15 +249,11 @@ def test_a_stage_can_train_batchnorm_and_resume_its_statistics(tmp_path, monkeyp
     assert seen == [([False] * 4, 0.99), ([True] * 4, 0.5), ([True] * 4, 0.5), ([False] * 4, 0.99)]
     monkeypatch.undo()
 
-    def run():
-        trainer = trainer_lib.Trainer(config, str(tmp_path / "killed"))
-        return fit(trainer, trainer.build_model(model_fn))
-
     with monkeypatch.context() as patch:
         crash_after_epoch(patch, 2)  # inside the stage that trains BatchNorm
         with pytest.raises(Crash):
-            run()
-    resumed = run()
+            run_plan(config, tmp_path / "killed")
+    resumed = run_plan(config, tmp_path / "killed")
     for w0, w1 in zip(expected.get_weights(), resumed.get_weights()):
         np.testing.assert_allclose(w0, w1, rtol=1e-5, atol=1e-6)
 
@@ -308,11 +300,7 @@ def test_the_kept_model_is_the_best_epochs_in_every_variable_when_a_later_stage_
     script_val_accuracy(monkeypatch, [0.5, 0.9, 0.1, 0.2], record)
     config = plan_config(BEST_EARLY_PLAN)
 
-    def run():
-        trainer = trainer_lib.Trainer(config, str(tmp_path))
-        return fit(trainer, trainer.build_model(model_fn))
-
-    kept = killed_then_rerun(monkeypatch, run, crash_at)
+    kept = killed_then_rerun(monkeypatch, lambda: run_plan(config, tmp_path), crash_at)
     assert not np.array_equal(snapshots[3][0], snapshots[1][0])  # the 'all' stage changed conv_a
     for w0, w1 in zip(snapshots[1], kept.get_weights()):
         np.testing.assert_array_equal(w0, w1)
