@@ -49,6 +49,36 @@ def test_lora_trains_only_the_adapters_and_the_head():
     assert np.abs(query.lora_kernel_b.numpy()).max() > 0  # the adapters learned
 
 
+def test_also_train_trains_named_layers_in_full_beside_the_adapters():
+    model = encoder_model()
+    described = trainable.apply(model, "lora:4", parts(model), trainable.capture(model), lora_targets=("query", "value"),
+                                also_train=("self_attention_layer_norm",))
+    assert "also 2 layers in full (self_attention_layer_norm: 64 parameters)" in described
+    names = [w.path.split("/", 1)[1] for w in model.trainable_weights if "block_" in w.path]
+    norms = sorted(n for n in names if "lora" not in n)
+    assert norms == sorted(["self_attention_layer_norm/beta", "self_attention_layer_norm/gamma"] * 2)
+    assert sum("lora" in n for n in names) == 8
+
+    x = np.random.default_rng(0).normal(size=(8, 6, 16)).astype("float32")
+    y = np.random.default_rng(1).normal(size=(8, 3)).astype("float32")
+    block = model.get_layer("block_0")
+    norm, other = block._self_attention_layer_norm, block._feedforward_layer_norm
+    norm_before, other_before = norm.gamma.numpy().copy(), other.gamma.numpy().copy()
+    query_before = block._self_attention_layer._query_dense._kernel.numpy().copy()
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="mse")
+    model.fit(x, y, epochs=2, verbose=0)
+    assert np.abs(norm.gamma.numpy() - norm_before).max() > 0  # trains in full
+    np.testing.assert_array_equal(other.gamma.numpy(), other_before)  # not named: frozen
+    np.testing.assert_array_equal(block._self_attention_layer._query_dense._kernel.numpy(), query_before)
+
+    # A stage without it freezes the layer again; with `head`, only the head and the layer train.
+    trainable.apply(model, "head", parts(model), trainable.capture(model))
+    assert {w.path.split("/")[0] for w in model.trainable_weights} == {"head"}
+    trainable.apply(model, "head", parts(model), trainable.capture(model), also_train=("feedforward_layer_norm",))
+    assert sorted(w.path for w in model.trainable_weights if "block_" in w.path) == sorted(
+        f"{b}/feedforward_layer_norm/{v}" for b in ("block_0", "block_1") for v in ("beta", "gamma"))
+
+
 def lora_step(tmp_path, ratio, layer_decay=1.0):
     """Each adapter's change over one SGD step of a `lora:4` stage built by the trainer, from
     non-zero B matrices (at B = 0 the A matrices get no gradient)."""

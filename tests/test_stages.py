@@ -114,6 +114,8 @@ def test_fields_that_depend_on_trainable_see_the_one_a_stage_inherits():
     ([{"name": "x", "epochs": 1, "trainable": "lora:8", "loraplus_lr_ratio": 0.5}],
      "stage 1 ('x'), field loraplus_lr_ratio: must be >= 1 (the B matrices' rate over the A matrices'; 1 = plain "
      "LoRA). Received: loraplus_lr_ratio=0.5"),
+    ([{"name": "x", "epochs": 1, "trainable": "lora:8", "lora_targets": ["query", "value"], "also_train": ["value"]}],
+     "stage 1 ('x'), field also_train: 'value' is a LoRA target too"),
     ([{"name": "x", "epochs": 1, "trainable": "top:2", "loraplus_lr_ratio": 16}],
      "field loraplus_lr_ratio: sets the rate of LoRA adapters: set trainable = \"lora:R\" too"),
 ])
@@ -127,6 +129,8 @@ def test_a_bad_plan_is_one_line_naming_the_stage_and_field(specs, message):
     ({"trainable": "top:7"}, {}, "trainable='top:7': the model has 3 blocks: pass top:0 to top:3"),
     ({"trainable": "from:conv_z"}, {}, "no layer named 'conv_z' in the pretrained blocks (e.g. conv_a"),
     ({"trainable": "lora:4", "lora_targets": ["query"]}, {}, "no Dense or EinsumDense layer named 'query'"),
+    ({"trainable": "lora:4", "lora_targets": ["dense"], "also_train": ["norm"]}, {},
+     "also_train=['norm']: no layer named 'norm' in the pretrained blocks (e.g. conv_a"),
     ({"trainable": "head"}, {"num_blocks": 0}, "this model has no pretrained blocks (it trains from scratch)"),
     ({"trainable": "top_layers:3"}, {"has_backbone": False}, "this model has no pretrained backbone"),
     ({"batch_size": 512}, {}, "batch_size=512: the training data has only 100 examples"),

@@ -72,7 +72,7 @@ def apply_stage(model, stage, parts, as_built):
     """`apply` with a `Stage`'s fields."""
     return apply(model, stage.trainable, parts, as_built, lora_alpha=stage.lora_alpha,
                  lora_targets=stage.lora_targets, batchnorm=stage.batchnorm,
-                 batchnorm_momentum=stage.batchnorm_momentum)
+                 batchnorm_momentum=stage.batchnorm_momentum, also_train=stage.also_train)
 
 
 def batchnorm_statistics(model):
@@ -87,7 +87,7 @@ def _is_batchnorm(layer):
 
 
 def apply(model, trainable, parts, as_built, *, lora_alpha=0.0, lora_targets=("query", "value"),
-          batchnorm="frozen", batchnorm_momentum=0.0):
+          batchnorm="frozen", batchnorm_momentum=0.0, also_train=()):
     """Sets what trains in `model` for a stage's `trainable`; returns a one-line description.
 
     Args:
@@ -99,13 +99,15 @@ def apply(model, trainable, parts, as_built, *, lora_alpha=0.0, lora_targets=("q
         batchnorm: "frozen", or "train" to train the BatchNormalization layers inside what
             trains (not available with "as_built").
         batchnorm_momentum: their moving statistics' momentum when they train; 0 = as built.
+        also_train: names of layers inside the blocks that train in full too.
     """
     kind, _, argument = trainable.partition(":")
     if kind == "as_built":
         restore(as_built)
-        return "as the model was built"
+        return "as the model was built" + _also_train(parts, also_train, keep=True)
     _restore_momentum(as_built)  # an earlier stage may have changed them
     described = _set_trainable(model, kind, argument, parts, lora_alpha, lora_targets, keep=batchnorm != "train")
+    described += _also_train(parts, also_train, keep=batchnorm != "train")
     _refreeze_prefixes(model)
     _keep_adapters_only(model)
     if batchnorm == "train":
@@ -174,6 +176,40 @@ def _unfreeze_only(blocks, targets):
                         variable.trainable = False
     for layer in targets:
         lora.freeze_all_but_adapters(layer)
+
+
+def _also_train(parts, names, keep):
+    """Makes the layers called `names` inside the blocks train in full, and the layers
+    holding them trainable without their own weights; returns the description's addition."""
+    if not names:
+        return ""
+    wanted = set(names)
+    found = []
+    for block in parts.blocks:
+        for root in block:
+            for layer in root._flatten_layers(include_self=True, recursive=True):
+                if layer.name in wanted:
+                    freezing.unfreeze(layer, keep_batchnorm_frozen=keep)
+                    found.append(layer)
+    _unfreeze_holders(parts.blocks, found)
+    count = sum(int(keras.ops.size(v)) for layer in found for v in layer.trainable_variables)
+    return f"; also {len(found)} layers in full ({', '.join(names)}: {count:,} parameters)"
+
+
+def _unfreeze_holders(blocks, targets):
+    """Makes the layers holding `targets` trainable (so the targets' weights reach the
+    optimizer) without training those layers' own variables."""
+    target_ids = {id(layer) for layer in targets}
+    for block in blocks:
+        for root in block:
+            for layer in root._flatten_layers(include_self=True, recursive=True):
+                if id(layer) in target_ids:
+                    continue
+                inside = {id(sub) for sub in layer._flatten_layers(include_self=False, recursive=True)}
+                if inside & target_ids and not layer.trainable:
+                    layer._trainable = True  # this layer only, not its sublayers
+                    for variable in layer._trainable_variables:
+                        variable.trainable = False
 
 
 def _keep_adapters_only(model):

@@ -34,6 +34,11 @@ layers, the LSTM encoder's layers), counted from the top:
 | `all` | everything |
 | `lora:R` | the head and rank-R low-rank adapters on `lora_targets` (default the attention's query and value projections); nothing else |
 
+`also_train` names layers inside the blocks (at any depth) that train in full as well,
+whatever `trainable` says: PEFT's `modules_to_save`. With `lora:R`, e.g.
+`also_train = ["self_attention_layer_norm", "feedforward_layer_norm"]` trains BERT's
+LayerNorms beside the adapters.
+
 BatchNormalization layers stay frozen (inference mode, their pretrained statistics) in every
 form unless the stage says `batchnorm = "train"`: then those inside what the stage trains
 train too and re-estimate their moving statistics on this data, at `batchnorm_momentum` (0:
@@ -105,6 +110,8 @@ class Stage:
         batch_size: the global batch size of the stage's training batches.
         lora_alpha: LoRA's scale numerator (`alpha / rank` multiplies the adapters); 0 = the rank.
         lora_targets: names of the Dense/EinsumDense layers that get adapters.
+        also_train: names of layers inside the blocks (any depth) whose weights train in
+            full too, whatever `trainable` says (PEFT's `modules_to_save`); not a LoRA target.
         loraplus_lr_ratio: LoRA+ (Hayou et al. 2024): the adapters' B matrices train at this
             multiple of the stage's rate, their A matrices at the rate itself (PEFT's
             `loraplus_lr_ratio`; the paper suggests 16 with a rate about half plain LoRA's);
@@ -155,6 +162,7 @@ class Stage:
     batch_size: int = 32
     lora_alpha: float = 0.0
     lora_targets: typing.Tuple[str, ...] = ("query", "value")
+    also_train: typing.Tuple[str, ...] = ()
     loraplus_lr_ratio: float = 1.0
     reduce_on_plateau: float = 0.0
     plateau_patience: int = 2
@@ -305,6 +313,11 @@ def check_against_model(plan, *, num_blocks, layer_names, lora_targets, has_back
                 raise UserError(f"{where} lora_targets={list(stage.lora_targets)!r}: no Dense or EinsumDense "
                                 f"layer named {missing[0]!r} in the pretrained blocks (names found: {found}): "
                                 "pass names of such layers.")
+        missing = [name for name in stage.also_train if name not in layer_names]
+        if missing:
+            shown = ", ".join(sorted(layer_names)[:8]) or "none"
+            raise UserError(f"{where} also_train={list(stage.also_train)!r}: no layer named {missing[0]!r} in the "
+                            f"pretrained blocks (e.g. {shown}, ...): pass names of their layers.")
         if train_examples is not None and stage.batch_size > train_examples:
             raise UserError(f"{where} batch_size={stage.batch_size}: the training data has only "
                             f"{train_examples} examples: lower the batch size (or its ramp's max).")
@@ -422,6 +435,10 @@ def _check_values(where, stage):
         bad("lora_alpha", "must be >= 0 (0 = the rank)")
     if not stage.loraplus_lr_ratio >= 1.0 or not math.isfinite(stage.loraplus_lr_ratio):
         bad("loraplus_lr_ratio", "must be >= 1 (the B matrices' rate over the A matrices'; 1 = plain LoRA)")
+    adapted = sorted(set(stage.also_train) & set(stage.lora_targets)) if kind == "lora" else []
+    if adapted:
+        bad("also_train", f"{adapted[0]!r} is a LoRA target too, whose kernel stays frozen under its adapters: "
+                          "name it in one of also_train and lora_targets")
     if stage.loraplus_lr_ratio != 1.0 and kind != "lora":
         bad("loraplus_lr_ratio", "sets the rate of LoRA adapters: set trainable = \"lora:R\" too, or leave it out")
     if stage.derive_learning_rate and stage.optimizer != "sgd":
