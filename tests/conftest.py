@@ -66,7 +66,7 @@ MINILM = os.path.join(shared_data_dir(), *MINILM_PARTS)  # bert_classifier's off
 # off in setup.cfg). The other files keep their order.
 SLOW_FILES = (
     "test_notebooks_techniques.py", "test_notebooks.py", "test_tune_cli.py", "test_plant_cnn_cli.py",
-    "test_export_formats.py", "test_sentiment_cli.py", "test_translation_cli.py",
+    "test_sentiment_cli.py", "test_text_exports.py", "test_translation_cli.py",
     "test_bert_cli.py", "test_trainer.py",
 )
 

@@ -335,3 +335,31 @@ def assert_one_line_error(result, *fragments, run_dir=None, alone=False):
     if run_dir is not None:
         assert not os.path.exists(run_dir), f"the failed command wrote {run_dir}"
     return errors[0]
+
+
+# --- LiteRT and ONNX exports ---
+
+
+def read_export(folder):
+    """An export version folder's export.json."""
+    with open(os.path.join(folder, "export.json")) as f:
+        return json.load(f)
+
+
+CLIENT_ONLY = """
+import runpy, sys
+sys.argv = ["client.py", *sys.argv[1:]]
+runpy.run_path("{client}", run_name="__main__")
+loaded = [m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras", "tf_finetune", "projects")]
+assert not loaded, loaded
+"""
+
+
+def run_client(folder, model_file, inputs):
+    """The export folder's own client.py in a fresh process that must import no TensorFlow."""
+    code = CLIENT_ONLY.format(client=os.path.join(folder, "client.py"))
+    result = subprocess.run([sys.executable, "-c", code, os.path.join(folder, model_file), *inputs],
+                            cwd=str(folder), capture_output=True, text=True, timeout=120,
+                            env=dict(os.environ, PYTHONPATH=""))
+    assert result.returncode == 0, result.stderr[-2000:]
+    return [line.split("\t")[0] for line in result.stdout.strip().splitlines()]

@@ -1,11 +1,14 @@
 import os
+import threading
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.helpers import assert_export_versions
 from tf_finetune.serving import saved_model as export
+from tf_finetune.serving import versions
 from tf_finetune.errors import UserError
 
 
@@ -69,3 +72,22 @@ def test_read_only_export_dir(tmp_path):
     ro.chmod(0o500)
     with pytest.raises(UserError, match="not writable"):
         export.check_export_dir(str(ro / "models"))
+
+
+def test_concurrent_reservations_get_distinct_versions(tmp_path):
+    got, barrier = [], threading.Barrier(8)
+
+    def export():
+        barrier.wait()
+        with versions.published(str(tmp_path)) as (version, tmp, final):
+            with open(os.path.join(tmp, "file"), "w") as f:
+                f.write(str(version))
+        got.append(version)
+
+    threads = [threading.Thread(target=export) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(got) == list(range(1, 9))
+    assert_export_versions(str(tmp_path), [str(v) for v in range(1, 9)])
