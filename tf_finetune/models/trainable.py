@@ -165,15 +165,7 @@ def _pretrained_layers(parts):
 def _unfreeze_only(blocks, targets):
     """Within frozen `blocks`, makes `targets` (adapted layers) and the layers holding them
     trainable, with only the adapters' variables trainable."""
-    target_ids = {id(layer) for layer in targets}
-    for block in blocks:
-        for root in block:
-            for layer in root._flatten_layers(include_self=True, recursive=True):
-                inside = {id(sub) for sub in layer._flatten_layers(include_self=True, recursive=True)}
-                if inside & target_ids:  # the layer is a target or holds one
-                    layer._trainable = True  # this layer only, not its sublayers
-                    for variable in layer._trainable_variables:
-                        variable.trainable = False
+    _unfreeze_holders(blocks, targets)
     for layer in targets:
         lora.freeze_all_but_adapters(layer)
 
