@@ -34,6 +34,10 @@ CONFIG = os.path.join("projects", "sentiment_lstm", "configs", "sst2_distill.tom
 DISTILL = ["distill", "--teacher", "{teacher}", "--config", CONFIG, "--data-dir", "{data}/sst2",
            "--teacher-cache", "{cache}"]
 WORD_VECTORS = ["--embedding-dim", "384", "--word-vectors", "{data}/weights/all-MiniLM-L6-v2"]
+# Unlabelled movie-review sentences (IMDB's reviews cut into sentences, labels unread), a
+# seeded 100,000 of them, labelled by the teacher beside SST-2's phrases and their copies.
+IMDB_SENTENCES = ["--transfer-texts", "{data}/imdb/imdb_reviews.csv.gz", "--transfer-sentences",
+                  "--transfer-max", "100000"]
 ROWS = {
     "distilled": DISTILL,
     "distilled_no_copies": [*DISTILL, "--augment-copies", "0"],
@@ -41,6 +45,8 @@ ROWS = {
     # The student's embedding started from MiniLM-L6's word pieces (384-d), 128 or 64 LSTM units.
     "distilled_wv384": [*DISTILL, *WORD_VECTORS],
     "distilled_wv384_u64": [*DISTILL, *WORD_VECTORS, "--lstm-units", "64"],
+    "distilled_wv384_u64_imdb": [*DISTILL, *WORD_VECTORS, "--lstm-units", "64", *IMDB_SENTENCES],
+    "distilled_wv384_imdb": [*DISTILL, *WORD_VECTORS, *IMDB_SENTENCES],
     "wv384_no_teacher": ["--config", CONFIG, "--data-dir", "{data}/sst2", *WORD_VECTORS],
     "wv384_u64_no_teacher": ["--config", CONFIG, "--data-dir", "{data}/sst2", *WORD_VECTORS, "--lstm-units", "64"],
 }
@@ -57,6 +63,8 @@ def table(run_dirs):
             t = d["transfer_set"]
             teacher = f"{100 * d['teacher_validation_accuracy']:.2f}%"
             transfer = f"{t['training_texts']} + {t['augmented_copies']} copies"
+            if "unlabelled_texts" in t:
+                transfer += f" + {t['unlabelled_texts']['kept']} unlabelled"
             labelling = (f"{t['teacher']['computed']} texts in {t['teacher']['seconds'] / 60:.1f} min"
                          if t["teacher"]["computed"] else f"none ({t['teacher']['cached']} cached)")
             mix = f"{d['settings']['temperature']:g}, {d['settings']['alpha']:g}"

@@ -132,6 +132,52 @@ def test_transfer_set_keeps_originals_first_and_adds_seeded_unique_copies():
     assert transfer_texts(texts, seed=7, copies=0, mask_prob=0.2, ngram_prob=0.5, ngram_max=3) == (texts, list(range(50)))
 
 
+def test_sentences_split_at_ends_and_line_breaks_not_after_titles():
+    from tf_finetune.distillation.transfer_set import split_sentences
+
+    review = 'I loved it. It\'s great!<br /><br />"Wow," he said. Mr. Smith is 5.5 ft tall? yes. The end'
+    assert split_sentences(review) == ["I loved it.", "It's great!", '"Wow," he said.',
+                                       "Mr. Smith is 5.5 ft tall? yes.", "The end"]
+
+
+def test_unlabelled_texts_drop_duplicates_and_held_out_texts_by_their_words_and_sample_by_seed():
+    from tf_finetune.distillation.transfer_set import unlabelled_texts
+
+    texts = ["A fine film. It's dull! A fine film.", "Great cast.", "a good plot", "THE END"]
+    kept, stats = unlabelled_texts(texts, sentences=True, limit=0, seed=0, known=["great cast ."],
+                                   held_out=["it 's dull !"])
+    # "It's dull!" is the validation text "it 's dull !" tokenized otherwise; "Great cast." is
+    # a training text; the second "A fine film." repeats the first.
+    assert kept == ["A fine film.", "a good plot", "THE END"]
+    assert stats == {"read": 4, "sentences": 6, "duplicates": 2, "held_out": 1, "kept": 3}
+    many = [f"text number {i}" for i in range(100)]
+    sample, stats = unlabelled_texts(many, sentences=False, limit=10, seed=5)
+    assert stats["kept"] == len(sample) == 10 and "sentences" not in stats
+    assert sample == sorted(sample, key=many.index)  # file order
+    assert sample == unlabelled_texts(many, sentences=False, limit=10, seed=5)[0]
+    assert sample != unlabelled_texts(many, sentences=False, limit=10, seed=6)[0]
+
+
+def test_read_texts_reads_lines_or_a_tables_text_column_and_counts_what_it_skips(tmp_path):
+    import gzip
+
+    from tf_finetune.data.text_table import read_texts
+    from tf_finetune.errors import UserError
+
+    lines = tmp_path / "texts.txt.gz"
+    with gzip.open(lines, "wt", encoding="utf-8") as f:
+        f.write("first text\n\n  second text  \n")
+    assert read_texts(lines) == (["first text", "second text"], {})
+    table = tmp_path / "reviews.csv"
+    table.write_bytes(b'review,sentiment\n"Good, really.",positive\n,negative\nfine,\xff\xfe\n')
+    assert read_texts(table) == (["Good, really.", "fine"], {"empty text": 1})
+    with pytest.raises(UserError, match="no text column 'body'"):
+        read_texts(table, text_column="body")
+    (tmp_path / "empty.txt").write_text("\n\n")
+    with pytest.raises(UserError, match="empty.txt holds no texts"):
+        read_texts(tmp_path / "empty.txt")
+
+
 # --- the teacher ----------------------------------------------------------------------------
 
 
@@ -157,6 +203,23 @@ def test_cached_teacher_logits_equal_fresh_ones_and_are_never_computed_twice(tea
 
     model = keras.models.load_model(RunDir(teacher).best_checkpoint)
     np.testing.assert_allclose(np.exp(fresh), model(tf.constant(texts)), atol=1e-6)
+
+
+def test_the_teacher_caches_its_logits_a_part_at_a_time(teacher, tmp_path, monkeypatch):
+    """A run stopped while the teacher labels keeps the parts written so far."""
+    from tf_finetune.distillation import teacher as teacher_lib
+
+    monkeypatch.setattr(teacher_lib, "CACHE_PART", 2)
+    texts = ["a good film", "dull", "the actor was fine and good", "boring plot", "lovely"]
+    t = teacher_lib.Teacher.open(teacher)
+    cache = teacher_lib.LogitCache(str(tmp_path), t)
+    logits, stats = t.logits(texts, cache)
+    assert stats["computed"] == 5
+    assert len([n for n in os.listdir(cache.folder) if n.endswith(".npz")]) == 3
+    np.testing.assert_allclose(logits, t.predict_logits(texts), atol=1e-6)
+    again, stats = t.logits(texts, teacher_lib.LogitCache(str(tmp_path), t))
+    assert stats["computed"] == 0
+    np.testing.assert_array_equal(again, logits)
 
 
 # --- the command ----------------------------------------------------------------------------
@@ -221,6 +284,41 @@ def test_distill_trains_records_resumes_from_the_cache_and_exports(reviews, teac
     assert_one_line_error(refused, "distilled with other settings (temperature differ)")
 
 
+def _vocabulary(run):
+    import keras
+
+    from tf_finetune.run_dir import RunDir
+
+    model = keras.models.load_model(RunDir(run).best_checkpoint)
+    layer = next(layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.TextVectorization))
+    return set(layer.get_vocabulary())
+
+
+def test_unlabelled_transfer_texts_join_the_set_and_the_vocabulary_but_never_a_validation_text(
+        reviews, teacher, tmp_path, capsys):
+    from tf_finetune.data.text_table import read_table
+    from tf_finetune.run_dir import RunDir
+
+    dev = read_table(os.path.join(reviews, "dev.csv")).texts
+    extra = tmp_path / "unlabelled.txt"
+    # Three sentences of unseen words, one of them twice, and a validation text capitalised.
+    extra.write_text("A marvellous picture. Truly marvellous!\nA marvellous picture.\n"
+                     f"{dev[0].capitalize()}.\nAn abysmal sequel.\n", encoding="utf-8")
+    run, cache = tmp_path / "student", tmp_path / "cache"
+    result = call_cli(PROJECT, _distill(reviews, teacher, run, cache, "--augment-copies", "0",
+                                        "--transfer-texts", str(extra), "--transfer-sentences"), capsys)
+    assert result.status == 0, result.err[-3000:]
+    transfer = RunDir(run).read_record()["distillation"]["transfer_set"]
+    assert transfer["unlabelled_texts"] == {"read": 4, "sentences": 5, "duplicates": 1, "held_out": 1, "kept": 3}
+    assert transfer["texts"] == transfer["training_texts"] + 3 == transfer["teacher"]["computed"]
+    assert {"marvellous", "abysmal", "sequel"} <= _vocabulary(run)
+    # Without them, the vocabulary is the training texts' alone.
+    plain = tmp_path / "plain"
+    assert call_cli(PROJECT, _distill(reviews, teacher, plain, cache, "--augment-copies", "0"), capsys).status == 0
+    assert not {"marvellous", "abysmal", "sequel"} & _vocabulary(plain)
+    assert "unlabelled_texts" not in RunDir(plain).read_record()["distillation"]["transfer_set"]
+
+
 # --- bad input ------------------------------------------------------------------------------
 
 
@@ -239,6 +337,8 @@ def _fake_run(folder, project, classes=("negative", "positive")):
     ("no_teacher", "--teacher is required"),
     ("temperature", "--temperature must be positive"),
     ("alpha", "--alpha must be in [0, 1]"),
+    ("transfer_texts_missing", "missing.txt does not exist: pass a .txt file"),
+    ("transfer_max_alone", "--transfer-max applies to --transfer-texts, which is not given"),
 ])
 def test_distill_bad_input_is_one_line_and_writes_nothing(case, expected, reviews, teacher, tmp_path, capsys):
     out = tmp_path / "out"
@@ -256,6 +356,10 @@ def test_distill_bad_input_is_one_line_and_writes_nothing(case, expected, review
         extra = ["--temperature", "0"]
     elif case == "alpha":
         extra = ["--alpha", "1.5"]
+    elif case == "transfer_texts_missing":
+        extra = ["--transfer-texts", str(tmp_path / "missing.txt")]
+    elif case == "transfer_max_alone":
+        extra = ["--transfer-max", "100"]
     args = _distill(data, teacher_arg, out, tmp_path / "cache", *extra)
     if case == "no_teacher":
         args = [a for a in args if a not in ("--teacher", teacher_arg)]

@@ -82,6 +82,11 @@ class Distillation:
                            teacher_project=self.teacher.project, teacher_identity=self.teacher.identity,
                            settings=self.settings.recorded())
         self._val_targets = None
+        self._unlabelled = ()
+        if self.settings.transfer_texts:  # read now: a bad file stops the run before anything is written
+            from tf_finetune.data import text_table
+
+            self._unlabelled, _ = text_table.read_texts(self.settings.transfer_texts)
 
     def data(self):
         from tf_finetune.data import text_data
@@ -103,29 +108,45 @@ class Distillation:
         keras.utils.set_random_seed(self.config.seed)
         return data
 
-    def _transfer(self, train):
-        """The transfer set of the training table: its texts and packed targets."""
+    def _transfer(self, train, held_out):
+        """The transfer set of the training table: its texts, packed targets and the texts a
+        vocabulary adapts to (`text_data.make_data`'s `transfer`)."""
         import numpy as np
 
         from tf_finetune.distillation import loss
         from tf_finetune.distillation.transfer_set import transfer_texts
+        from tf_finetune.distillation.transfer_set import unlabelled_texts
 
         s = self.settings
         start = time.time()
         texts, sources = transfer_texts(train.texts, copies=s.augment_copies, mask_prob=s.mask_prob,
                                         ngram_prob=s.ngram_prob, ngram_max=s.ngram_max, seed=s.transfer_seed)
+        copies = len(texts) - len(train.texts)
+        extra, extra_stats = [], None
+        if s.transfer_texts:
+            extra, extra_stats = unlabelled_texts(self._unlabelled, sentences=s.transfer_sentences,
+                                                  limit=s.transfer_max, seed=s.transfer_seed, known=texts,
+                                                  held_out=held_out)
+            logger.info("Unlabelled transfer texts from %s: %s.", s.transfer_texts,
+                        ", ".join(f"{k} {v}" for k, v in extra_stats.items()))
+            texts = texts + extra
         logits, stats = self.teacher.logits(texts, self._cache)
-        labels = np.asarray(train.labels)[sources]
+        # Texts without a label of their own carry one that only the training `accuracy` reads
+        # (`original` keeps it out of the loss): a copy its source's, an unlabelled text the
+        # teacher's top class.
+        labels = np.concatenate([np.asarray(train.labels)[sources], logits[len(sources):].argmax(-1)])
         original = np.arange(len(texts)) < len(train.texts)
-        self.record["transfer_set"] = {"training_texts": len(train.texts), "augmented_copies": len(texts) - len(train.texts),
+        self.record["transfer_set"] = {"training_texts": len(train.texts), "augmented_copies": copies,
                                        "texts": len(texts), "teacher": stats,
                                        "teacher_train_accuracy": round(float((logits[original].argmax(-1)
                                                                               == labels[original]).mean()), 4),
                                        "seconds": round(time.time() - start, 1)}
-        logger.info("Transfer set: %d training texts + %d augmented copies; teacher logits: %d cached, %d computed "
-                    "(%.0f s).", len(train.texts), len(texts) - len(train.texts), stats["cached"], stats["computed"],
-                    stats["seconds"])
-        return texts, loss.pack_targets(labels, original, logits)
+        if extra_stats is not None:
+            self.record["transfer_set"]["unlabelled_texts"] = extra_stats
+        logger.info("Transfer set: %d training texts + %d augmented copies + %d unlabelled texts; teacher logits: "
+                    "%d cached, %d computed (%.0f s).", len(train.texts), copies, len(extra), stats["cached"],
+                    stats["computed"], stats["seconds"])
+        return texts, loss.pack_targets(labels, original, logits), tuple(train.texts) + tuple(extra)
 
     def fit_arguments(self, data):
         """The trainer's validation batches with packed targets (the batches of `data.val`,

@@ -132,10 +132,12 @@ def make_data(config, train, val, source, info, *, adapt=False, transfer=None, *
     `batching` goes to `text_dataset.make_text_dataset` (e.g. `boundaries`, `bucket`) with
     the config's batch size and `max_length`; training batches are augmented as configured.
     `adapt=True` also hands the training texts to layers that learn from them (a vocabulary).
-    `transfer`, a function of the training `TextTable` (after the test hold-out) returning
-    `(texts, targets)`, replaces the training batches' texts and labels (a distillation's
-    transfer set and packed targets, `tf_finetune.distillation`); validation, calibration
-    and the vocabulary keep the training table's own.
+    `transfer(train, held_out)`, a function of the training `TextTable` (after the test
+    hold-out) and the validation and test texts, returning `(texts, targets, vocabulary)`,
+    replaces the training batches' texts and labels (a distillation's transfer set and packed
+    targets, `tf_finetune.distillation`); a vocabulary adapts to the texts `vocabulary`
+    (the training texts, and any unlabelled transfer texts); validation and calibration keep
+    the training table's own.
     """
     import tensorflow as tf
 
@@ -144,7 +146,10 @@ def make_data(config, train, val, source, info, *, adapt=False, transfer=None, *
     augmentation = make_augmentation(config)
     batching = dict(max_length=config.max_length, **batching)
     train, test = hold_out_test(config, train, info)
-    texts, targets = transfer(train) if transfer is not None else (train.texts, train.labels)
+    vocabulary = train.texts
+    texts, targets = train.texts, train.labels
+    if transfer is not None:
+        texts, targets, vocabulary = transfer(train, tuple(val.texts) + (tuple(test.texts) if test else ()))
 
     def train_batches(seed, batch_size, reshuffle=False):
         return text_dataset.make_text_dataset(
@@ -166,7 +171,7 @@ def make_data(config, train, val, source, info, *, adapt=False, transfer=None, *
         source=source,
         examples=pick_examples(val.texts, val.labels, NUM_EXAMPLES),
         info=info,
-        adapt=tf.data.Dataset.from_tensor_slices(list(train.texts)) if adapt else None,
+        adapt=tf.data.Dataset.from_tensor_slices(list(vocabulary)) if adapt else None,
         augmentation=augmentation,
     )
 

@@ -190,6 +190,51 @@ def read_table(path, *, text_column=None, label_column=None, class_names=None, i
     return table
 
 
+def read_texts(path, *, text_column=None):
+    """`(texts, skipped)`: the texts of a file, without labels (a distillation's unlabelled
+    transfer texts). A `.txt` file (optionally `.gz`) holds one text per line; any other file
+    is a CSV/TSV table read as `read_table` reads it, its text column named by `text_column`
+    or the first of `TEXT_COLUMNS` present (other columns, labels too, are ignored).
+    Undecodable and empty texts are skipped and counted in `skipped`."""
+    path = os.path.abspath(os.path.expanduser(str(path)))
+    if not os.path.isfile(path):
+        what = "is a folder" if os.path.isdir(path) else "does not exist"
+        raise UserError(f"Text file {path} {what}: pass a .txt file (one text per line) or a .csv/.tsv table.")
+    lines = os.path.splitext(path.lower().removesuffix(".gz"))[1] == ".txt"
+    try:
+        if lines:
+            with open(path, "rb") as f:
+                compressed = f.read(2) == GZIP_MAGIC
+            opener = gzip.open if compressed else open
+            with opener(path, "rt", encoding="utf-8-sig", errors="surrogateescape") as f:
+                column = [line.strip() for line in f]
+        else:
+            header, rows = _read_rows(path)
+            if header is None:
+                raise UserError(f"{path} is empty: expected a header line (e.g. text) and one row per text.")
+            index = _column_index(path, header, text_column, TEXT_COLUMNS, "text")
+            column = [row[index].strip() if index < len(row) else "" for row in rows]
+    except (OSError, EOFError) as exc:
+        raise UserError(f"{path} could not be read ({exc}): pass a readable text file or CSV/TSV table, "
+                        "gzip-compressed or not.") from exc
+    skipped = collections.Counter()
+    texts = []
+    for text in column:
+        if not _is_utf8(text):
+            skipped["undecodable bytes"] += 1
+        elif text:
+            texts.append(text)
+        elif not lines:
+            skipped["empty text"] += 1
+    skipped = {reason: count for reason, count in skipped.items() if count}
+    if not texts and not skipped:
+        raise UserError(f"{path} holds no texts: expected one text per line (.txt) or per row below a header.")
+    _check_usable(path, total=len(texts) + sum(skipped.values()), skipped=skipped)
+    if skipped:
+        logger.warning("Skipped %s in %s.", _describe(skipped), path)
+    return texts, skipped
+
+
 def find_splits(path):
     """Finds the training table and, if there is one, the validation table.
 

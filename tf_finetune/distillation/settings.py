@@ -40,6 +40,17 @@ class DistillSettings:
     mask_prob: float = option(0.1, "Transfer set: probability that a word of a copy becomes [MASK].")
     ngram_prob: float = option(0.25, "Transfer set: probability that a copy is cut to a random n-gram of it.")
     ngram_max: int = option(5, "Transfer set: the largest n of those n-grams (n is uniform in 1..ngram_max).")
+    transfer_texts: str = option(
+        "",
+        "Unlabelled texts of the task's domain, added to the transfer set and labelled by the teacher alone "
+        "(e.g. movie-review sentences for SST-2): a .txt file with one text per line, or a CSV/TSV table "
+        "(its text column; labels are not read), gzip or not. Texts matching a validation or test text "
+        "are dropped.")
+    transfer_sentences: bool = option(
+        False, "Split each --transfer-texts text into sentences first (long reviews become sentence-sized texts).")
+    transfer_max: int = option(
+        0, "At most this many --transfer-texts texts (after --transfer-sentences and duplicates are dropped): "
+           "a sample drawn with --transfer-seed. 0: all of them.")
     transfer_seed: int = option(
         0, "Seed of the transfer set's copies; independent of --seed, so students of several seeds share "
            "one set and the teacher labels it once.")
@@ -61,6 +72,12 @@ class DistillSettings:
         for name in ("mask_prob", "ngram_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise UserError(f"--{name.replace('_', '-')} must be in [0, 1]. Received: {name}={getattr(self, name)}")
+        if self.transfer_max < 0:
+            raise UserError(f"--transfer-max must be >= 0 (0: every text). Received: transfer_max={self.transfer_max}")
+        if (self.transfer_sentences or self.transfer_max) and not self.transfer_texts:
+            flag = "--transfer-sentences" if self.transfer_sentences else "--transfer-max"
+            raise UserError(f"{flag} applies to --transfer-texts, which is not given: pass --transfer-texts FILE "
+                            f"or drop {flag}.")
         if self.ngram_max < 1:
             raise UserError(f"--ngram-max must be at least 1. Received: ngram_max={self.ngram_max}")
 
@@ -73,4 +90,10 @@ class DistillSettings:
 
     def recorded(self):
         """What a resumed run must share with the run it resumes (not where the cache is)."""
-        return {k: v for k, v in self.to_dict().items() if k != "teacher_cache"}
+        recorded = {k: v for k, v in self.to_dict().items() if k != "teacher_cache"}
+        if self.transfer_texts:
+            recorded["transfer_texts"] = os.path.abspath(os.path.expanduser(self.transfer_texts))
+        else:  # as runs recorded them before these fields existed, so that those runs resume
+            for name in ("transfer_texts", "transfer_sentences", "transfer_max"):
+                del recorded[name]
+        return recorded

@@ -35,6 +35,7 @@ from tf_finetune.run_dir import RunDir
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 128
+CACHE_PART = 20_000  # texts the teacher labels between two writes to its logit cache
 LOG_FLOOR = 1e-30  # log(0) guard for probabilities that underflowed
 
 
@@ -164,11 +165,19 @@ class Teacher:
             unique = list(dict.fromkeys(texts[i] for i in missing))
             logger.info("Teacher %s labels %d texts (%d already cached).", self.path, len(unique),
                         len(texts) - len(missing))
-            fresh = self.predict_logits(unique)
-            cache.add(unique, fresh)
-            where = {text: row for row, text in enumerate(unique)}
+            # Shortest first, cached a part at a time: a run stopped while the teacher labels
+            # keeps what it labelled so far (and the parts pad little, their texts alike in length).
+            unique.sort(key=len)
+            where = {}
+            for begin in range(0, len(unique), CACHE_PART):
+                part = unique[begin:begin + CACHE_PART]
+                fresh = self.predict_logits(part)
+                cache.add(part, fresh)
+                where.update(zip(part, fresh))
+                if len(unique) > CACHE_PART:
+                    logger.info("Teacher: %d of %d texts labelled and cached.", begin + len(part), len(unique))
             for i in missing:
-                logits[i] = fresh[where[texts[i]]]
+                logits[i] = where[texts[i]]
         seconds = time.time() - start
         if missing:
             logger.info("Teacher labelled %d texts in %.0f s (%.0f texts/s).", len(set(texts[i] for i in missing)),

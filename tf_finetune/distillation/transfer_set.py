@@ -8,6 +8,10 @@ then, with probability `ngram_prob`, the copy is cut to a random n-gram of it, n
 1 to `ngram_max`. Their third operation, part-of-speech-guided word replacement, needs a
 tagger and a tagged corpus, which this offline suite does not have; it is left out.
 
+Unlabelled texts of the task's domain (`unlabelled_texts`: e.g. movie-review sentences for
+SST-2) join the set too, labelled by the teacher alone: Hinton et al. 2015's transfer set,
+for which Tang et al.'s augmentation stands in when no such texts are at hand.
+
 Copies equal to a text already in the set are dropped (the teacher would label the same
 text twice), and so are empty ones. The set is a function of the texts, the settings and
 `seed` alone, never of the student's seed: students of several seeds share one set, so
@@ -23,6 +27,7 @@ texts, sources = transfer_texts(["a moving , funny film"], copies=4, mask_prob=0
 ```
 """
 
+import re
 import zlib
 
 import numpy as np
@@ -72,3 +77,70 @@ def transfer_texts(texts, *, copies, mask_prob, ngram_prob, ngram_max, seed, mas
                 out.append(copy)
                 sources.append(index)
     return out, sources
+
+
+_LINE_BREAK = re.compile(r"<br\s*/?>|[\r\n]+", re.IGNORECASE)
+# A sentence ends at . ! or ? (and any closing quotes or brackets) before the capital
+# letter, digit or opening quote that starts the next one; not after a title (Mr. Smith).
+_TITLES = "".join(rf"(?<!\b{t}\.)" for t in ("Mr", "Ms", "Dr", "St", "Mrs", "Jr", "Sr", "vs"))
+_SENTENCE_END = re.compile(_TITLES + r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
+
+
+def split_sentences(text):
+    """The sentences of `text`: split at HTML line breaks, newlines, and `.`/`!`/`?` followed
+    by a capitalised word (not after a title such as "Mr."). A heuristic, good enough to turn
+    long reviews into sentence-sized transfer texts."""
+    sentences = []
+    for part in _LINE_BREAK.split(text):
+        sentences.extend(s.strip() for s in _SENTENCE_END.split(part) if s.strip())
+    return sentences
+
+
+def text_key(text):
+    """A text's words, lower-cased, "n't" as "not", punctuation dropped: "It's fine." and
+    SST-2's tokenized "it 's fine ." have the same key."""
+    return " ".join(re.findall(r"\w+", text.lower().replace("n't", " not")))
+
+
+def unlabelled_texts(texts, *, sentences, limit, seed, known=(), held_out=()):
+    """`(texts, stats)`: the unlabelled transfer texts to add to a transfer set.
+
+    Args:
+        texts: the texts read from the user's file.
+        sentences: split each text into sentences first (`split_sentences`).
+        limit: keep at most this many (0: all), a sample drawn with `seed`, in file order.
+        seed: fixes the sample.
+        known: texts already in the transfer set (the training texts): dropped as duplicates.
+        held_out: validation and test texts: dropped, so that the student never learns the
+            teacher's answer on a text it is then scored on.
+
+    Duplicates and held-out matches are found by `text_key`, so a differently tokenized or
+    capitalised copy of a text counts as the same text.
+
+    Returns:
+        The kept texts and counts of what was read, split, dropped and kept.
+    """
+    stats = {"read": len(texts)}
+    if sentences:
+        texts = [sentence for text in texts for sentence in split_sentences(text)]
+        stats["sentences"] = len(texts)
+    seen = {text_key(text) for text in known}
+    held_out = {text_key(text) for text in held_out}
+    kept, duplicates, matched = [], 0, 0
+    for text in texts:
+        key = text_key(text)
+        if not key:
+            duplicates += 1
+        elif key in held_out:
+            matched += 1
+        elif key in seen:
+            duplicates += 1
+        else:
+            seen.add(key)
+            kept.append(text)
+    stats.update(duplicates=duplicates, held_out=matched)
+    if limit and len(kept) > limit:
+        rng = np.random.default_rng(seed)
+        kept = [kept[i] for i in sorted(rng.choice(len(kept), size=limit, replace=False))]
+    stats["kept"] = len(kept)
+    return kept, stats
