@@ -138,6 +138,9 @@ def test_sentences_split_at_ends_and_line_breaks_not_after_titles():
     review = 'I loved it. It\'s great!<br /><br />"Wow," he said. Mr. Smith is 5.5 ft tall? yes. The end'
     assert split_sentences(review) == ["I loved it.", "It's great!", '"Wow," he said.',
                                        "Mr. Smith is 5.5 ft tall? yes.", "The end"]
+    # A closing quote or bracket stays with its sentence: only the space between is cut.
+    assert split_sentences('He said "great." Then he left! (It was late.) "Why?" she asked.') == [
+        'He said "great."', "Then he left!", "(It was late.)", '"Why?" she asked.']
 
 
 def test_unlabelled_texts_drop_duplicates_and_held_out_texts_by_their_words_and_sample_by_seed():

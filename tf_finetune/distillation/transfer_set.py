@@ -80,10 +80,11 @@ def transfer_texts(texts, *, copies, mask_prob, ngram_prob, ngram_max, seed, mas
 
 
 _LINE_BREAK = re.compile(r"<br\s*/?>|[\r\n]+", re.IGNORECASE)
-# A sentence ends at . ! or ? (and any closing quotes or brackets) before the capital
-# letter, digit or opening quote that starts the next one; not after a title (Mr. Smith).
+# A sentence ends at . ! or ? (or one of them and a closing quote or bracket) before the
+# capital letter, digit or opening quote that starts the next one; not after a title (Mr.
+# Smith). Only the space between two sentences is cut out.
 _TITLES = "".join(rf"(?<!\b{t}\.)" for t in ("Mr", "Ms", "Dr", "St", "Mrs", "Jr", "Sr", "vs"))
-_SENTENCE_END = re.compile(_TITLES + r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
+_SENTENCE_END = re.compile(r"(?:" + _TITLES + r"(?<=[.!?])|(?<=[.!?][\"')\]]))\s+(?=[\"'(\[]?[A-Z0-9])")
 
 
 def split_sentences(text):
