@@ -203,10 +203,7 @@ def read_texts(path, *, text_column=None):
     lines = os.path.splitext(path.lower().removesuffix(".gz"))[1] == ".txt"
     try:
         if lines:
-            with open(path, "rb") as f:
-                compressed = f.read(2) == GZIP_MAGIC
-            opener = gzip.open if compressed else open
-            with opener(path, "rt", encoding="utf-8-sig", errors="surrogateescape") as f:
+            with _open_text(path) as f:
                 column = [line.strip() for line in f]
         else:
             header, rows = _read_rows(path)
@@ -433,12 +430,8 @@ def _read_rows(path, header_only=False):
     Bytes are decoded as UTF-8 with `surrogateescape`, so invalid bytes survive as lone
     surrogates and only their rows are skipped (see `_is_utf8`).
     """
-    with open(path, "rb") as f:
-        compressed = f.read(2) == GZIP_MAGIC or path.lower().endswith(".gz")
-    opener = gzip.open if compressed else open
     csv.field_size_limit(max(csv.field_size_limit(), FIELD_SIZE_LIMIT))
-    # utf-8-sig drops the byte-order mark spreadsheet programs put before the header.
-    with opener(path, "rt", encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
+    with _open_text(path, newline="") as f:
         first = f.readline()
         if not first.strip():
             return None, []
@@ -456,6 +449,17 @@ def _read_rows(path, header_only=False):
                 "or name it .tsv if it is tab-separated."
             ) from exc
     return header, rows
+
+
+def _open_text(path, **kwargs):
+    """`path` opened as text, gunzipped when it is `.gz` or starts with gzip's magic bytes.
+
+    Bytes are decoded as UTF-8 with `surrogateescape` (see `_is_utf8`); utf-8-sig drops the
+    byte-order mark spreadsheet programs put at the start."""
+    with open(path, "rb") as f:
+        compressed = f.read(2) == GZIP_MAGIC or path.lower().endswith(".gz")
+    opener = gzip.open if compressed else open
+    return opener(path, "rt", encoding="utf-8-sig", errors="surrogateescape", **kwargs)
 
 
 def _column_index(path, header, name, candidates, kind):
