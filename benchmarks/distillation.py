@@ -35,9 +35,12 @@ DISTILL = ["distill", "--teacher", "{teacher}", "--config", CONFIG, "--data-dir"
            "--teacher-cache", "{cache}"]
 WORD_VECTORS = ["--embedding-dim", "384", "--word-vectors", "{data}/weights/all-MiniLM-L6-v2"]
 # Unlabelled movie-review sentences (IMDB's reviews cut into sentences, labels unread), a
-# seeded 100,000 of them, labelled by the teacher beside SST-2's phrases and their copies.
-IMDB_SENTENCES = ["--transfer-texts", "{data}/imdb/imdb_reviews.csv.gz", "--transfer-sentences",
-                  "--transfer-max", "100000"]
+# seeded sample of N of them, labelled by the teacher beside SST-2's phrases and their copies.
+def imdb_sentences(n):
+    return ["--transfer-texts", "{data}/imdb/imdb_reviews.csv.gz", "--transfer-sentences", "--transfer-max", str(n)]
+
+
+IMDB_SENTENCES = imdb_sentences(100_000)
 ROWS = {
     "distilled": DISTILL,
     "distilled_no_copies": [*DISTILL, "--augment-copies", "0"],
@@ -46,6 +49,7 @@ ROWS = {
     "distilled_wv384": [*DISTILL, *WORD_VECTORS],
     "distilled_wv384_u64": [*DISTILL, *WORD_VECTORS, "--lstm-units", "64"],
     "distilled_wv384_u64_imdb": [*DISTILL, *WORD_VECTORS, "--lstm-units", "64", *IMDB_SENTENCES],
+    "distilled_wv384_u64_imdb250k": [*DISTILL, *WORD_VECTORS, "--lstm-units", "64", *imdb_sentences(250_000)],
     "distilled_wv384_imdb": [*DISTILL, *WORD_VECTORS, *IMDB_SENTENCES],
     "wv384_no_teacher": ["--config", CONFIG, "--data-dir", "{data}/sst2", *WORD_VECTORS],
     "wv384_u64_no_teacher": ["--config", CONFIG, "--data-dir", "{data}/sst2", *WORD_VECTORS, "--lstm-units", "64"],
