@@ -34,9 +34,12 @@ CONFIG = os.path.join("projects", "sentiment_lstm", "configs", "sst2_distill.tom
 DISTILL = ["distill", "--teacher", "{teacher}", "--config", CONFIG, "--data-dir", "{data}/sst2",
            "--teacher-cache", "{cache}"]
 WORD_VECTORS = ["--embedding-dim", "384", "--word-vectors", "{data}/weights/all-MiniLM-L6-v2"]
-# Unlabelled movie-review sentences (IMDB's reviews cut into sentences, labels unread), a
-# seeded sample of N of them, labelled by the teacher beside SST-2's phrases and their copies.
+
+
 def imdb_sentences(n):
+    """Flags adding unlabelled movie-review sentences to the transfer set: IMDB's reviews cut
+    into sentences (labels unread), a seeded sample of `n` of them, labelled by the teacher
+    beside SST-2's phrases and their copies."""
     return ["--transfer-texts", "{data}/imdb/imdb_reviews.csv.gz", "--transfer-sentences", "--transfer-max", str(n)]
 
 
