@@ -43,7 +43,6 @@ def imdb_sentences(n):
     return ["--transfer-texts", "{data}/imdb/imdb_reviews.csv.gz", "--transfer-sentences", "--transfer-max", str(n)]
 
 
-IMDB_SENTENCES = imdb_sentences(100_000)
 ROWS = {
     "distilled": DISTILL,
     "distilled_no_copies": [*DISTILL, "--augment-copies", "0"],
@@ -51,9 +50,9 @@ ROWS = {
     # The student's embedding started from MiniLM-L6's word pieces (384-d), 128 or 64 LSTM units.
     "distilled_wv384": [*DISTILL, *WORD_VECTORS],
     "distilled_wv384_u64": [*DISTILL, *WORD_VECTORS, "--lstm-units", "64"],
-    "distilled_wv384_u64_imdb": [*DISTILL, *WORD_VECTORS, "--lstm-units", "64", *IMDB_SENTENCES],
+    "distilled_wv384_u64_imdb": [*DISTILL, *WORD_VECTORS, "--lstm-units", "64", *imdb_sentences(100_000)],
     "distilled_wv384_u64_imdb250k": [*DISTILL, *WORD_VECTORS, "--lstm-units", "64", *imdb_sentences(250_000)],
-    "distilled_wv384_imdb": [*DISTILL, *WORD_VECTORS, *IMDB_SENTENCES],
+    "distilled_wv384_imdb": [*DISTILL, *WORD_VECTORS, *imdb_sentences(100_000)],
     "wv384_no_teacher": ["--config", CONFIG, "--data-dir", "{data}/sst2", *WORD_VECTORS],
     "wv384_u64_no_teacher": ["--config", CONFIG, "--data-dir", "{data}/sst2", *WORD_VECTORS, "--lstm-units", "64"],
 }
