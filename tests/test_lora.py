@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from tf_finetune.config import TrainConfig
+from tf_finetune.errors import UserError
 from tf_finetune.models import lora
 from tf_finetune.models import trainable
 from tf_finetune.models.trainable import Parts
@@ -112,6 +113,55 @@ def test_loraplus_trains_the_b_matrices_at_the_ratio_and_the_rest_at_the_rate(tm
     scales = model.optimizer.rate_scales
     assert {scales[path] for path in b_paths} == {16.0 * 0.5, 16.0 * 0.25}
     assert scales["head/kernel"] == 1.0
+
+
+def test_pissa_starts_from_the_principal_directions_and_computes_the_same():
+    model = encoder_model()
+    x = np.random.default_rng(0).normal(size=(4, 6, 16)).astype("float32")
+    before = model(x).numpy()  # not predict_on_batch, whose traced function would outlive enable_lora
+    query = model.get_layer("block_0")._self_attention_layer._query_dense
+    kernel = query.kernel.numpy().astype("float64").reshape(-1, 8)  # (16 x 2 heads, 8): what Keras adapts
+    described = trainable.apply(model, "lora:3", parts(model), trainable.capture(model), lora_alpha=6,
+                                lora_init="pissa")
+    assert "(PiSSA)" in described
+
+    # Unchanged output; the adapters hold the top 3 singular directions (scaled by alpha / rank = 2),
+    # the frozen kernel the other 5.
+    np.testing.assert_allclose(model(x).numpy(), before, atol=1e-5)
+    u, s, vh = np.linalg.svd(kernel, full_matrices=False)
+    a, b = query.lora_kernel_a.numpy().reshape(-1, 3), query.lora_kernel_b.numpy()
+    np.testing.assert_allclose(2.0 * a @ b, (u[:, :3] * s[:3]) @ vh[:3], atol=1e-5)
+    residual = query._kernel.numpy().reshape(-1, 8)
+    np.testing.assert_allclose(np.linalg.svd(residual, compute_uv=False)[:5], s[3:], atol=1e-5)
+    np.testing.assert_allclose(a.T @ a, b @ b.T, atol=1e-5)  # both halves carry sqrt(S / 2)
+
+    # Unlike Keras's start (B = 0, so A gets no gradient), both matrices learn from the first step.
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    a0 = query.lora_kernel_a.numpy().copy()
+    model.train_on_batch(x, np.zeros((4, 3), "float32"))
+    assert np.abs(query.lora_kernel_a.numpy() - a0).max() > 0
+    assert sorted(w.path.split("/")[-1] for w in model.trainable_weights if "block_0" in w.path) == sorted(
+        ["lora_kernel_a", "lora_kernel_b"] * 2)
+
+
+def test_pissa_refuses_a_kernel_an_earlier_stage_trained_or_a_rank_past_the_kernels(tmp_path):
+    def plan(stages):
+        trainer = trainer_lib.Trainer(TrainConfig(stages=tuple(stages)), str(tmp_path))
+        model = trainer.build_model(encoder_model)
+        return trainer.plan(model, parts(model))
+
+    pissa = {"name": "lora", "epochs": 1, "trainable": "lora:4", "lora_init": "pissa"}
+    assert len(plan([{"name": "probe", "epochs": 1, "trainable": "head"}, pissa])) == 2
+    assert len(plan([{"name": "probe", "epochs": 1, "trainable": "head", "also_train": ["key"]}, pissa])) == 2
+    for before, trained in [({"trainable": "top:1"}, "query"), ({"trainable": "head", "also_train": ["value"]}, "value"),
+                            ({"trainable": "as_built"}, "query")]:
+        with pytest.raises(UserError) as info:
+            plan([{"name": "probe", "epochs": 1, **before}, pissa])
+        assert str(info.value).startswith("stage 2 ('lora'), field lora_init: 'pissa' splits each target's kernel")
+        assert f"stage 1 ('probe') trains {trained!r} in full before it" in str(info.value)
+    with pytest.raises(UserError, match=r"'pissa' takes rank 9 from 'query', whose kernel \(16, 2, 8\) has rank at "
+                                        r"most 8: lower the rank"):
+        plan([{**pissa, "trainable": "lora:9"}])
 
 
 def test_merged_model_is_ordinary_and_computes_the_same(tmp_path):

@@ -118,6 +118,10 @@ def test_fields_that_depend_on_trainable_see_the_one_a_stage_inherits():
      "stage 1 ('x'), field also_train: 'value' is a LoRA target too"),
     ([{"name": "x", "epochs": 1, "trainable": "top:2", "loraplus_lr_ratio": 16}],
      "field loraplus_lr_ratio: sets the rate of LoRA adapters: set trainable = \"lora:R\" too"),
+    ([{"name": "x", "epochs": 1, "trainable": "lora:8", "lora_init": "svd"}],
+     "stage 1 ('x'), field lora_init: must be \"default\" (Keras's: A random, B zeros) or \"pissa\""),
+    ([{"name": "x", "epochs": 1, "trainable": "top:2", "lora_init": "pissa"}],
+     "field lora_init: sets how LoRA adapters start: set trainable = \"lora:R\" too"),
 ])
 def test_a_bad_plan_is_one_line_naming_the_stage_and_field(specs, message):
     with pytest.raises(UserError) as info:

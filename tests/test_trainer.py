@@ -319,11 +319,12 @@ def dense_model_fn():
     return keras.Model(inputs, keras.layers.Dense(3, activation="softmax", name="head")(backbone(inputs)))
 
 
+@pytest.mark.parametrize("lora_init", ["default", "pissa"])
 @pytest.mark.parametrize("crash_at", [None, 3], ids=["whole", "killed_in_stage2"])
-def test_the_best_epoch_before_a_lora_stage_is_kept_exactly(tmp_path, monkeypatch, crash_at):
+def test_the_best_epoch_before_a_lora_stage_is_kept_exactly(tmp_path, monkeypatch, crash_at, lora_init):
     """A LoRA stage adds adapter variables in the middle of `model.variables`; the head stage's
     best snapshot still goes back to the head, and the adapters to their starting values
-    (B = 0: the adapted layers compute what they did)."""
+    (B = 0, or PiSSA's split of the kernel: the adapted layers compute what they did)."""
     outputs, rate_scales = {}, {}
     x = examples(16, seed=3)[0]
 
@@ -334,7 +335,7 @@ def test_the_best_epoch_before_a_lora_stage_is_kept_exactly(tmp_path, monkeypatc
     script_val_accuracy(monkeypatch, [0.5, 0.9, 0.1, 0.2], record)
     config = plan_config([{"name": "head", "epochs": 2, "trainable": "head", "learning_rate": 0.05},
                           {"name": "lora", "epochs": 2, "trainable": "lora:2", "lora_targets": ["query", "value"],
-                           "learning_rate": 0.05, "loraplus_lr_ratio": 4}])
+                           "learning_rate": 0.05, "loraplus_lr_ratio": 4, "lora_init": lora_init}])
 
     def run():
         trainer = trainer_lib.Trainer(config, str(tmp_path))
@@ -353,6 +354,31 @@ def test_the_best_epoch_before_a_lora_stage_is_kept_exactly(tmp_path, monkeypatc
     np.testing.assert_array_equal(kept.get_layer("head").kernel.numpy(),
                                   keras.models.load_model(RunDir(str(tmp_path)).best_checkpoint)
                                   .get_layer("head").kernel.numpy())
+
+
+def test_a_pissa_stage_killed_midway_ends_like_the_uninterrupted_run(tmp_path, monkeypatch):
+    """The resumed run splits the rebuilt kernels again, to the same residuals, and takes the
+    adapters from the backup."""
+    script_val_accuracy(monkeypatch, [0.5, 0.6, 0.7, 0.8], lambda g, model: None)  # the last epoch is kept
+    config = plan_config([{"name": "head", "epochs": 2, "trainable": "head", "learning_rate": 0.05},
+                          {"name": "lora", "epochs": 2, "trainable": "lora:2", "lora_targets": ["query", "value"],
+                           "learning_rate": 0.05, "lora_init": "pissa"}])
+
+    def run(run_dir):
+        trainer = trainer_lib.Trainer(config, str(run_dir))
+        model = trainer.build_model(dense_model_fn)
+        backbone = model.get_layer("backbone")
+        return trainer.fit(model, batches(), data(seed=1),
+                           parts=Parts(backbone, [[backbone.get_layer("query")], [backbone.get_layer("value")]]))
+
+    whole = run(tmp_path / "whole")
+    resumed = killed_then_rerun(monkeypatch, lambda: run(tmp_path / "killed"), 3)
+    query = resumed.get_layer("backbone").get_layer("query")
+    assert query.lora_enabled and np.abs(query.lora_kernel_a.numpy()).max() > 0
+    for w0, w1 in zip(whole.weights, resumed.weights):
+        np.testing.assert_allclose(w0.numpy(), w1.numpy(), rtol=1e-6, atol=1e-7, err_msg=w0.path)
+    x = examples(16, seed=3)[0]
+    np.testing.assert_allclose(resumed.predict(x, verbose=0), whole.predict(x, verbose=0), rtol=1e-6, atol=1e-7)
 
 
 def test_a_corrupt_latest_backup_falls_back_to_the_one_before(tmp_path, monkeypatch, caplog):

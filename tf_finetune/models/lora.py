@@ -7,6 +7,15 @@ This module finds the layers to adapt by name, anywhere inside a model (keras-hu
 keeps its attention projections inside each transformer layer: `query`, `key`, `value`,
 `attention_output`), and turns an adapted model back into an ordinary one for export.
 
+Keras starts `A` random and `B` at zeros, so training begins from the pretrained layer and the
+adapters learn a change from a random direction. PiSSA (Meng et al. 2024; PEFT's
+`init_lora_weights="pissa"`) starts them from the kernel's principal directions instead: with
+the kernel's SVD `U S V^T`, `A = U_r sqrt(S_r / s)`, `B = sqrt(S_r / s) V_r^T` (`s = alpha / rank`)
+and the frozen kernel becomes the residual `kernel - s * A @ B`. The layer computes exactly
+what it did (up to rounding), and the adapters train the directions that carry most of the
+kernel. Keras's adapters of an N-d kernel (EinsumDense) act on its last axis, so the SVD is of
+the kernel as a (product of the other axes) x (last axis) matrix.
+
 Keras saves an adapted layer's kernel already merged (`save_own_variables`) and without the
 adapter matrices, so a `.keras` file reloads as a plain model when the layer's config does
 not ask for LoRA (layers built inside other layers, as keras-hub's, never do). `merged`
@@ -19,6 +28,7 @@ import tempfile
 import zipfile
 
 import keras
+import numpy as np
 
 ADAPTABLE = (keras.layers.Dense, keras.layers.EinsumDense)
 
@@ -39,15 +49,41 @@ def adaptable_names(layers):
                    if isinstance(layer, ADAPTABLE)})
 
 
-def enable(layers, rank, alpha=None):
+INITS = ("default", "pissa")
+
+
+def enable(layers, rank, alpha=None, init="default"):
     """Adds rank-`rank` adapters to each of `layers` that has none yet; returns them all.
 
-    `alpha` scales the adapters by `alpha / rank` (Keras's default: alpha = rank).
+    `alpha` scales the adapters by `alpha / rank` (Keras's default: alpha = rank). `init` is
+    "default" (Keras's: `A` random, `B` zeros) or "pissa" (`pissa`), for the layers that get
+    their adapters here.
     """
     for layer in layers:
         if not layer.lora_enabled:
             layer.enable_lora(rank, lora_alpha=alpha or None)
+            if init == "pissa":
+                pissa(layer)
     return list(layers)
+
+
+def pissa(layer):
+    """Starts an adapted layer's adapters from its kernel's top `rank` singular directions and
+    leaves the rest of the kernel frozen (PiSSA); the layer's output does not change.
+
+    The SVD is taken in float64 of the kernel as the layer has it now, so a rebuilt model
+    gets the same adapters and residual again (how a resumed run puts them back).
+    """
+    kernel = np.asarray(keras.ops.convert_to_numpy(layer._kernel), dtype=np.float64)
+    shape, rank = kernel.shape, layer.lora_rank
+    scale = layer.lora_alpha / rank
+    matrix = kernel.reshape(-1, shape[-1])
+    u, s, vh = np.linalg.svd(matrix, full_matrices=False)
+    root = np.sqrt(s[:rank] / scale)
+    a, b = u[:, :rank] * root, root[:, None] * vh[:rank]
+    layer.lora_kernel_a.assign(a.reshape(shape[:-1] + (rank,)).astype("float32"))
+    layer.lora_kernel_b.assign(b.astype("float32"))
+    layer._kernel.assign((matrix - scale * a @ b).reshape(shape).astype(layer._kernel.dtype))
 
 
 def freeze_all_but_adapters(layer):

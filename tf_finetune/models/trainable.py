@@ -11,7 +11,9 @@ exactly what the model factory left trainable.
 import dataclasses
 
 import keras
+import numpy as np
 
+from tf_finetune.errors import UserError
 from tf_finetune.models import freezing
 from tf_finetune.models import lora
 from tf_finetune.models.frozen_prefix import FrozenPrefix
@@ -71,7 +73,7 @@ def _restore_momentum(flags):
 def apply_stage(model, stage, parts, as_built):
     """`apply` with a `Stage`'s fields."""
     return apply(model, stage.trainable, parts, as_built, lora_alpha=stage.lora_alpha,
-                 lora_targets=stage.lora_targets, batchnorm=stage.batchnorm,
+                 lora_targets=stage.lora_targets, lora_init=stage.lora_init, batchnorm=stage.batchnorm,
                  batchnorm_momentum=stage.batchnorm_momentum, also_train=stage.also_train)
 
 
@@ -86,7 +88,7 @@ def _is_batchnorm(layer):
     return isinstance(layer, keras.layers.BatchNormalization)
 
 
-def apply(model, trainable, parts, as_built, *, lora_alpha=0.0, lora_targets=("query", "value"),
+def apply(model, trainable, parts, as_built, *, lora_alpha=0.0, lora_targets=("query", "value"), lora_init="default",
           batchnorm="frozen", batchnorm_momentum=0.0, also_train=()):
     """Sets what trains in `model` for a stage's `trainable`; returns a one-line description.
 
@@ -95,7 +97,7 @@ def apply(model, trainable, parts, as_built, *, lora_alpha=0.0, lora_targets=("q
         trainable: the stage's form, e.g. "head", "top:3", "from:block_13_expand", "lora:8".
         parts: the model's `Parts`.
         as_built: `capture(model)` taken right after the model was built.
-        lora_alpha, lora_targets: the stage's LoRA settings (for "lora:R").
+        lora_alpha, lora_targets, lora_init: the stage's LoRA settings (for "lora:R").
         batchnorm: "frozen", or "train" to train the BatchNormalization layers inside what
             trains (not available with "as_built").
         batchnorm_momentum: their moving statistics' momentum when they train; 0 = as built.
@@ -106,7 +108,8 @@ def apply(model, trainable, parts, as_built, *, lora_alpha=0.0, lora_targets=("q
         restore(as_built)
         return "as the model was built" + _also_train(parts, also_train, keep=True)
     _restore_momentum(as_built)  # an earlier stage may have changed them
-    described = _set_trainable(model, kind, argument, parts, lora_alpha, lora_targets, keep=batchnorm != "train")
+    described = _set_trainable(model, kind, argument, parts, lora_alpha, lora_targets, lora_init,
+                               keep=batchnorm != "train")
     described += _also_train(parts, also_train, keep=batchnorm != "train")
     _refreeze_prefixes(model)
     _keep_adapters_only(model)
@@ -120,7 +123,7 @@ def apply(model, trainable, parts, as_built, *, lora_alpha=0.0, lora_targets=("q
     return described
 
 
-def _set_trainable(model, kind, argument, parts, lora_alpha, lora_targets, keep):
+def _set_trainable(model, kind, argument, parts, lora_alpha, lora_targets, lora_init, keep):
     freezing.unfreeze(model, keep_batchnorm_frozen=keep)
     if kind == "all":
         return "everything"
@@ -134,10 +137,7 @@ def _set_trainable(model, kind, argument, parts, lora_alpha, lora_targets, keep)
         chosen = parts.blocks[len(parts.blocks) - n:] if n else []
         described = f"the head and the top {n} of {len(parts.blocks)} blocks"
     elif kind == "from":
-        first = next(i for i, block in enumerate(parts.blocks)
-                     if argument in {layer.name for root in block
-                                     for layer in root._flatten_layers(include_self=True, recursive=True)})
-        chosen = parts.blocks[first:]
+        chosen = parts.blocks[_first_block(parts, argument):]
         described = f"the head and the top {len(chosen)} of {len(parts.blocks)} blocks (from {argument!r})"
     else:  # head, lora
         chosen = []
@@ -147,10 +147,65 @@ def _set_trainable(model, kind, argument, parts, lora_alpha, lora_targets, keep)
             freezing.unfreeze(layer, keep_batchnorm_frozen=keep)
     if kind == "lora":
         targets = lora.find_targets([layer for block in parts.blocks for layer in block], lora_targets)
-        adapted = lora.enable([layer for found in targets.values() for layer in found], int(argument), lora_alpha)
+        adapted = lora.enable([layer for found in targets.values() for layer in found], int(argument), lora_alpha,
+                              init=lora_init)
         _unfreeze_only(parts.blocks, adapted)
         described += f" and rank-{argument} adapters on {len(adapted)} layers ({', '.join(lora_targets)})"
+        if lora_init == "pissa":
+            described += ", started from their kernels' principal directions (PiSSA)"
     return described
+
+
+def _first_block(parts, name):
+    """Index of the block holding the layer called `name`."""
+    return next(i for i, block in enumerate(parts.blocks)
+                if name in {layer.name for root in block for layer in root._flatten_layers(include_self=True,
+                                                                                         recursive=True)})
+
+
+def check_pissa(plan, parts):
+    """One line for a `lora_init = "pissa"` stage the trainer could not resume exactly: a
+    target whose kernel an earlier stage trains in full (a resumed run rebuilds the model and
+    splits the kernel as built, not as that stage left it), or a rank past the kernel's."""
+    for index, stage in enumerate(plan):
+        if stage.trainable_kind != "lora" or stage.lora_init != "pissa":
+            continue
+        where = f"stage {index + 1} ({stage.name!r}), field lora_init"
+        targets = lora.find_targets([layer for block in parts.blocks for layer in block], stage.lora_targets)
+        rank = int(stage.trainable_argument)
+        for name, layers in targets.items():
+            for layer in layers:
+                shape = tuple(layer.kernel.shape)
+                most = min(int(np.prod(shape[:-1])), shape[-1])  # the rank of the matrix Keras adapts
+                if not layer.lora_enabled and rank > most:
+                    raise UserError(f"{where}: 'pissa' takes rank {rank} from {name!r}, whose kernel {shape} has "
+                                    f"rank at most {most}: lower the rank, or use lora_init = \"default\". "
+                                    "Received: lora_init='pissa'")
+        for before_index, before in enumerate(plan[:index]):
+            trained = _trained_in_full(before, parts) & set(stage.lora_targets)
+            if trained:
+                raise UserError(f"{where}: 'pissa' splits each target's kernel as the stage finds it, but stage "
+                                f"{before_index + 1} ({before.name!r}) trains {sorted(trained)[0]!r} in full before "
+                                "it, and a resumed run could not split that kernel again: leave the layer out of "
+                                "one of the two stages, or use lora_init = \"default\". Received: lora_init='pissa'")
+
+
+def _trained_in_full(stage, parts):
+    """Names of the layers inside the blocks whose own weights `stage` may train (all of
+    them for forms that depend on the model factory: `as_built`, `top_layers:N`, `all`)."""
+    kind, argument = stage.trainable_kind, stage.trainable_argument
+    if kind in ("all", "as_built", "top_layers"):
+        chosen = parts.blocks
+    elif kind == "top":
+        chosen = parts.blocks[len(parts.blocks) - int(argument):] if int(argument) else []
+    elif kind == "from":
+        chosen = parts.blocks[_first_block(parts, argument):]
+    else:  # head, lora
+        chosen = []
+    roots = [root for block in chosen for root in block]
+    roots += [layer for block in parts.blocks for root in block
+              for layer in root._flatten_layers(include_self=True, recursive=True) if layer.name in stage.also_train]
+    return {layer.name for root in roots for layer in root._flatten_layers(include_self=True, recursive=True)}
 
 
 def _pretrained_layers(parts):

@@ -110,6 +110,9 @@ class Stage:
         batch_size: the global batch size of the stage's training batches.
         lora_alpha: LoRA's scale numerator (`alpha / rank` multiplies the adapters); 0 = the rank.
         lora_targets: names of the Dense/EinsumDense layers that get adapters.
+        lora_init: how the adapters start: "default" (Keras's: `A` random, `B` zeros) or
+            "pissa" (Meng et al. 2024: from the kernel's top singular directions, the kernel
+            keeping the rest; `tf_finetune.models.lora`), for the layers that get them here.
         also_train: names of layers inside the blocks (any depth) whose weights train in
             full too, whatever `trainable` says (PEFT's `modules_to_save`); not a LoRA target.
         loraplus_lr_ratio: LoRA+ (Hayou et al. 2024): the adapters' B matrices train at this
@@ -162,6 +165,7 @@ class Stage:
     batch_size: int = 32
     lora_alpha: float = 0.0
     lora_targets: typing.Tuple[str, ...] = ("query", "value")
+    lora_init: str = "default"
     also_train: typing.Tuple[str, ...] = ()
     loraplus_lr_ratio: float = 1.0
     reduce_on_plateau: float = 0.0
@@ -433,6 +437,11 @@ def _check_values(where, stage):
         bad("advance_patience", "must be >= 0 (0 = run all epochs)")
     if stage.lora_alpha < 0:
         bad("lora_alpha", "must be >= 0 (0 = the rank)")
+    if stage.lora_init not in ("default", "pissa"):
+        bad("lora_init", "must be \"default\" (Keras's: A random, B zeros) or \"pissa\" (the kernel's principal "
+                         "directions)")
+    if stage.lora_init != "default" and kind != "lora":
+        bad("lora_init", "sets how LoRA adapters start: set trainable = \"lora:R\" too, or leave it out")
     if not stage.loraplus_lr_ratio >= 1.0 or not math.isfinite(stage.loraplus_lr_ratio):
         bad("loraplus_lr_ratio", "must be >= 1 (the B matrices' rate over the A matrices'; 1 = plain LoRA)")
     adapted = sorted(set(stage.also_train) & set(stage.lora_targets)) if kind == "lora" else []

@@ -200,6 +200,7 @@ class Trainer:
             # A batch larger than the data only matters when a plan sets it (a ramp, say); the
             # flat --batch-size has always meant one partial batch then.
             train_examples=train_examples if c.stages else None)
+        trainable.check_pissa(plan, parts)
         pruning.check_plan(plan, model)
         return plan
 
