@@ -30,6 +30,7 @@ Rows:
   sst2_lora8_pooler   sst2_lora8_all with adapters on BERT's pooler too (configs/sst2_lora_pooler.toml)
   sst2_lora8_norms    sst2_lora8_pooler with each layer's two LayerNorms trained in full too
                       (configs/sst2_lora_norms.toml)
+  sst2_lora8_pissa    sst2_lora8_pooler with adapters started by PiSSA (configs/sst2_lora_pissa.toml)
   sst2_loraplus       sst2_lora8_all as LoRA+: B matrices at 16x the rate, A at 2.5e-4
                       (configs/sst2_loraplus.toml)
   sst2_b64            the defaults with batch 64 at a 7e-5 peak: half the steps and optimizer
@@ -60,6 +61,7 @@ ROWS = {
     "sst2_lora8_all": ["--config", "projects/bert_classifier/configs/sst2_lora_all.toml", *PRESET],
     "sst2_lora8_pooler": ["--config", "projects/bert_classifier/configs/sst2_lora_pooler.toml", *PRESET],
     "sst2_lora8_norms": ["--config", "projects/bert_classifier/configs/sst2_lora_norms.toml", *PRESET],
+    "sst2_lora8_pissa": ["--config", "projects/bert_classifier/configs/sst2_lora_pissa.toml", *PRESET],
     "sst2_loraplus": ["--config", "projects/bert_classifier/configs/sst2_loraplus.toml", *PRESET],
     "sst2_b64": [*PRESET, "--batch-size", "64", "--learning-rate", "7e-5"],
     "sst2_4k_freeze5": [*PRESET, *SMALL],
