@@ -49,9 +49,6 @@ def adaptable_names(layers):
                    if isinstance(layer, ADAPTABLE)})
 
 
-INITS = ("default", "pissa")
-
-
 def enable(layers, rank, alpha=None, init="default"):
     """Adds rank-`rank` adapters to each of `layers` that has none yet; returns them all.
 
