@@ -132,15 +132,12 @@ def _set_trainable(model, kind, argument, parts, lora_alpha, lora_targets, lora_
         return f"the head and the top {n} layers of {parts.backbone.name!r}"
     for layer in _pretrained_layers(parts):
         freezing.freeze(layer)
+    chosen = _chosen_blocks(parts, kind, argument)
     if kind == "top":
-        n = int(argument)
-        chosen = parts.blocks[len(parts.blocks) - n:] if n else []
-        described = f"the head and the top {n} of {len(parts.blocks)} blocks"
+        described = f"the head and the top {len(chosen)} of {len(parts.blocks)} blocks"
     elif kind == "from":
-        chosen = parts.blocks[_first_block(parts, argument):]
         described = f"the head and the top {len(chosen)} of {len(parts.blocks)} blocks (from {argument!r})"
     else:  # head, lora
-        chosen = []
         described = "the head"
     for block in chosen:
         for layer in block:
@@ -156,11 +153,16 @@ def _set_trainable(model, kind, argument, parts, lora_alpha, lora_targets, lora_
     return described
 
 
-def _first_block(parts, name):
-    """Index of the block holding the layer called `name`."""
-    return next(i for i, block in enumerate(parts.blocks)
-                if name in {layer.name for root in block for layer in root._flatten_layers(include_self=True,
-                                                                                         recursive=True)})
+def _chosen_blocks(parts, kind, argument):
+    """The blocks that `top:N` and `from:LAYER` unfreeze; none for the other forms."""
+    if kind == "top":
+        n = int(argument)
+        return parts.blocks[len(parts.blocks) - n:] if n else []
+    if kind == "from":
+        return next(parts.blocks[i:] for i, block in enumerate(parts.blocks)
+                    if argument in {layer.name for root in block
+                                    for layer in root._flatten_layers(include_self=True, recursive=True)})
+    return []
 
 
 def check_pissa(plan, parts):
@@ -194,14 +196,7 @@ def _trained_in_full(stage, parts):
     """Names of the layers inside the blocks whose own weights `stage` may train (all of
     them for forms that depend on the model factory: `as_built`, `top_layers:N`, `all`)."""
     kind, argument = stage.trainable_kind, stage.trainable_argument
-    if kind in ("all", "as_built", "top_layers"):
-        chosen = parts.blocks
-    elif kind == "top":
-        chosen = parts.blocks[len(parts.blocks) - int(argument):] if int(argument) else []
-    elif kind == "from":
-        chosen = parts.blocks[_first_block(parts, argument):]
-    else:  # head, lora
-        chosen = []
+    chosen = parts.blocks if kind in ("all", "as_built", "top_layers") else _chosen_blocks(parts, kind, argument)
     roots = [root for block in chosen for root in block]
     roots += [layer for block in parts.blocks for root in block
               for layer in root._flatten_layers(include_self=True, recursive=True) if layer.name in stage.also_train]
