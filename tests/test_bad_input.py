@@ -277,6 +277,14 @@ def plant_evaluate_sentiment_run(c):
     return ["evaluate", "--run-dir", c.fake_run("other", "sentiment_lstm")]
 
 
+def plant_class_weight_of_unknown_class(c):
+    return ["train", "--data-dir", c.images(), "--output-dir", c.run, *TINY_IMAGES, "--class-weight", "purple=2"]
+
+
+def plant_class_weight_malformed(c):
+    return ["train", "--data-dir", c.images(), "--output-dir", c.run, *TINY_IMAGES, "--class-weight", "heavy"]
+
+
 def plant_predict_zero_byte_image(c):
     write_image(c.path("good.jpg"))
     zero_byte(c.path("leaf.jpg"))
@@ -418,6 +426,11 @@ def translation_output_dir_read_only(c):
             "--smoke"]
 
 
+def translation_class_weight(c):
+    return ["train", "--data-dir", c.write("cmn.txt", pairs()), "--output-dir", c.run, "--smoke",
+            "--class-weight", "balanced"]
+
+
 def translation_predict_with_plant_run(c):
     return ["predict", "--model", c.fake_run("plant", "plant_cnn"), "I love you."]
 
@@ -457,6 +470,10 @@ CASES = [
      ["--output-dir {tmp}/runs/r1 is inside {tmp}/runs, which is a file", "pass a folder"]),
     ("plant-evaluate-run-dir-of-sentiment", "plant_cnn", plant_evaluate_sentiment_run,
      ["--run-dir {tmp}/other holds a 'sentiment_lstm' run, not 'plant_cnn'", "pass a plant_cnn run"]),
+    ("plant-class-weight-of-unknown-class", "plant_cnn", plant_class_weight_of_unknown_class,
+     ["--class-weight purple=2: no class named 'purple'", "the classes are blue, red"]),
+    ("plant-class-weight-malformed", "plant_cnn", plant_class_weight_malformed,
+     ["--class-weight 'heavy'", "expected none, balanced, or NAME=WEIGHT pairs"]),
     ("plant-predict-zero-byte-image", "plant_cnn", plant_predict_zero_byte_image,
      ["INPUT {tmp}/leaf.jpg is not a readable image", "pass JPEG, PNG, BMP or GIF"]),
     ("plant-nan-loss", "plant_cnn", plant_nan_loss,
@@ -511,6 +528,8 @@ CASES = [
      ["--export-dir {tmp}/exports is a file", "pass a folder"]),
     ("translation-output-dir-read-only", "translation", translation_output_dir_read_only,
      ["--output-dir {tmp}/runs/r1 is not writable", "pass a folder you can write to"]),
+    ("translation-class-weight", "translation", translation_class_weight,
+     ["--class-weight balanced: this project's model has no classes to weight", "leave --class-weight at none"]),
     ("translation-predict-with-plant-run", "translation", translation_predict_with_plant_run,
      ["--model {tmp}/plant holds a 'plant_cnn' run, not 'translation'"]),
 ]

@@ -109,6 +109,13 @@ class TrainConfig:
     restart_epochs: float = option(0.0, "cosine_restarts: length of the first cycle (0 = phase/4).")
     min_lr_fraction: float = option(0.0, "cosine schedules: final LR as a fraction of the peak.")
     label_smoothing: float = option(0.0, "Label smoothing for the cross-entropy loss.")
+    class_weight: str = option(
+        "none",
+        "Weight each training example's loss by its class, for imbalanced data (Keras's "
+        "class_weight): balanced (n / (classes * n_class) from the training split's counts, so "
+        "every class weighs the same in all), NAME=WEIGHT pairs separated by commas (the other "
+        "classes weigh 1), or none. Validation is not weighted.",
+    )
     ema_momentum: float = option(
         0.0,
         "Keep an exponential moving average of the trainable weights with this momentum "
@@ -196,6 +203,9 @@ class TrainConfig:
         if not 0 <= self.fold <= self.folds:
             raise UserError(f"--fold must be in 1..--folds (0 = all the data). Received: fold={self.fold}, "
                             f"folds={self.folds}")
+        from tf_finetune.training import class_weights
+
+        class_weights.parse(self.class_weight)
         if self.stages:
             from tf_finetune.training import stages
 

@@ -44,6 +44,7 @@ def load_data(config, data_dir=None):
         "split": splits.describe(config),
         **({"test_examples": len(test)} if test else {}),
         "class_counts": dict(zip(folder.class_names, folder.class_counts())),
+        "train_counts": dict(zip(folder.class_names, train.class_counts())),
         "skipped": folder.skipped,
     }
     batches = image_folder.training_batches(train.files, train.labels, image_size=size, augmentation=augmentation)

@@ -65,6 +65,7 @@ def lr_find(project, args):
     from tf_finetune.models import trainable
     from tf_finetune.reporting import plots
     from tf_finetune.training import Trainer
+    from tf_finetune.training import class_weights
     from tf_finetune.training import lr_finder
     from tf_finetune.training import optimizers
     from tf_finetune.training import stage_teacher
@@ -88,6 +89,10 @@ def lr_find(project, args):
             rate_scales=optimizers.stage_rate_scales(model, stage.layer_decay, stage.loraplus_lr_ratio))
     compile_args = project.task.compile_args(config)
     stage_teacher.check_plan([stage], compile_args)
+    weights = class_weights.for_data(config, data)
+    if weights is not None and compile_args.get("loss") is not None:
+        raise UserError(f"--class-weight {config.class_weight}: {project.name} trains with a loss of its own, "
+                        "which class weights do not apply to: leave --class-weight at none.")
     train = data.train_batches or data.train
     mixing = data.mixing if data.mixing is not None and data.mixing.active else None
     if mixing is not None:
@@ -109,7 +114,7 @@ def lr_find(project, args):
                 stage.name, described, stage.optimizer, args.start_lr, args.end_lr, args.steps)
     try:
         result = lr_finder.run(swept, iter(batches.repeat()), set_rate=lambda rate: setattr(optimizer, "learning_rate", rate),
-                               steps=args.steps, start=args.start_lr, end=args.end_lr)
+                               steps=args.steps, start=args.start_lr, end=args.end_lr, class_weight=weights)
     except ValueError as e:
         raise UserError(f"lr-find: {e}") from None
     rows = ["step,learning_rate,loss,smoothed_loss"] + [

@@ -16,6 +16,7 @@ import shutil
 import sys
 import time
 
+from tf_finetune.errors import UserError
 from tf_finetune.run_dir import RunDir
 
 logger = logging.getLogger("tf_finetune")
@@ -68,6 +69,7 @@ def train_run(project, config, run_path, *, data_dir=None, smoke=False, export_d
 def _train(project, config, trainer, *, data_dir, smoke, export_dir, request, record, quiet, head_cache, data_fn,
            fit_overrides):
     from tf_finetune.cli import commands
+    from tf_finetune.training import class_weights
     from tf_finetune.training import stage_teacher
     from tf_finetune.training.strategy import describe_strategy
 
@@ -84,6 +86,15 @@ def _train(project, config, trainer, *, data_dir, smoke, export_dir, request, re
         fit["mixing"] = data.mixing
     if fit_overrides is not None:
         fit.update(fit_overrides(data))
+    weights = class_weights.for_data(config, data)
+    if weights is not None:
+        if fit.get("loss") is not None:
+            raise UserError(f"--class-weight {config.class_weight}: weights the classification loss by each "
+                            "label's class, and this command trains with a loss of its own (distillation "
+                            "targets, a sequence loss): leave --class-weight at none.")
+        fit["class_weight"] = weights
+        record = {**record, "class_weight": dict(zip(data.class_names, (weights[i] for i in range(len(weights)))))}
+        logger.info("Class weights (%s): %s.", config.class_weight, class_weights.describe(weights, data.class_names))
     stage_teacher.check_plan(plan, fit)  # before anything is written
     if "mixing" in fit:
         from tf_finetune.training import trainer as trainer_lib

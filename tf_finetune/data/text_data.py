@@ -122,7 +122,8 @@ def hold_out_test(config, train, info):
     if not config.test_split:
         return train, None
     train, test = text_table.hold_out(train, config.test_split, config.seed)
-    info.update(train_examples=len(train), test_examples=len(test), test_counts=test.class_counts())
+    info.update(train_examples=len(train), train_counts=train.class_counts(), test_examples=len(test),
+                test_counts=test.class_counts())
     return train, test
 
 

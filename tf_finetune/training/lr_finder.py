@@ -55,7 +55,7 @@ def exponential_rates(start, end, steps):
     return [start * (end / start) ** (i / (steps - 1)) for i in range(steps)]
 
 
-def run(model, batches, *, set_rate, steps=100, start=1e-7, end=10.0, diverge=4.0, beta=0.98):
+def run(model, batches, *, set_rate, steps=100, start=1e-7, end=10.0, diverge=4.0, beta=0.98, class_weight=None):
     """Runs the range test on a compiled `model`; returns a `RangeTest`.
 
     Args:
@@ -66,6 +66,7 @@ def run(model, batches, *, set_rate, steps=100, start=1e-7, end=10.0, diverge=4.
         steps, start, end: the sweep: `steps` batches, rates from `start` to `end`.
         diverge: stop when the loss exceeds this times the lowest smoothed loss.
         beta: smoothing of the loss.
+        class_weight: `{class index: weight}` for the training loss, as the run would use.
     """
     weights = [w.copy() for w in model.get_weights()]
     rates, losses, smoothed = [], [], []
@@ -73,7 +74,7 @@ def run(model, batches, *, set_rate, steps=100, start=1e-7, end=10.0, diverge=4.
     try:
         for step, (rate, batch) in enumerate(zip(exponential_rates(start, end, steps), batches)):
             set_rate(rate)
-            logs = model.train_on_batch(*batch, return_dict=True)
+            logs = model.train_on_batch(*batch, class_weight=class_weight, return_dict=True)
             loss = float(logs["loss"])
             rates.append(rate)
             losses.append(loss)

@@ -207,7 +207,7 @@ class Trainer:
     # --- Fit ---
 
     def fit(self, model, train, val, *, parts=None, backbone=None, plan=None, loss=None, metrics=None,
-            weighted_metrics=None, head_cache=None, data_key=None, mixing=None):
+            weighted_metrics=None, head_cache=None, data_key=None, mixing=None, class_weight=None):
         """Runs the plan; returns `model` with its best weights.
 
         Args:
@@ -232,11 +232,15 @@ class Trainer:
                 training batch after its labels are made one-hot, seeded by the epoch's seed
                 and the batch's index; the loss is then categorical cross-entropy. Needs `train`
                 as a function of (seed, batch_size) and the classification loss.
+            class_weight: `{class index: weight}` scaling each training example's loss (Keras's
+                `fit(class_weight=...)`; `tf_finetune.training.class_weights`), or None.
         """
         c = self.config
         mixing = mixing if mixing is not None and mixing.active else None
         if mixing is not None:
             check_mixing(mixing, train, loss)
+        if class_weight is not None and loss is not None:
+            raise ValueError("class_weight applies to the classification loss, not to a loss of the caller's.")
         if parts is None:
             parts = Parts(backbone, trainable.layer_blocks(backbone))
         plan = plan or self.plan(model, parts)
@@ -357,7 +361,7 @@ class Trainer:
                     batches = _epoch_batches(stage_train, epoch_seed(c.seed, index, e), stage.batch_size,
                                              c.batch_size)
                     logs = self._fit_epoch(stage_model, batches, stage_val, g, len(plan), index, stage, e,
-                                           callbacks=pruned.callbacks(e))
+                                           callbacks=pruned.callbacks(e), class_weight=class_weight)
                     logs.update(pruned.logs())
                     log.write(g, stage.name, logs)
                     value = logs.get(c.monitor)
@@ -422,7 +426,8 @@ class Trainer:
             shutil.rmtree(self.run.backup_dir, ignore_errors=True)
         return model
 
-    def _fit_epoch(self, model, batches, val, epoch, stages, index, stage, epoch_in_stage, callbacks=()):
+    def _fit_epoch(self, model, batches, val, epoch, stages, index, stage, epoch_in_stage, callbacks=(),
+                   class_weight=None):
         """Fits `model` for run epoch `epoch` on `batches` (with `callbacks` first); returns the
         epoch's logs."""
         verbose = 1 if sys.stdout.isatty() else 2
@@ -436,7 +441,7 @@ class Trainer:
         rate = float(keras.ops.convert_to_numpy(model.optimizer.learning_rate))
         start = time.time()
         history = model.fit(batches, validation_data=val, initial_epoch=epoch, epochs=epoch + 1,
-                            callbacks=callbacks, shuffle=False, verbose=verbose)
+                            callbacks=callbacks, shuffle=False, verbose=verbose, class_weight=class_weight)
         logs = {key: float(values[-1]) for key, values in history.history.items() if values}
         logs.update(learning_rate=rate, epoch_seconds=round(time.time() - start, 1))
         loss = logs.get("loss", math.nan)
