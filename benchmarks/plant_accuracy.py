@@ -29,6 +29,8 @@ ROWS["flowers_mixup"] = [*ROWS["flowers_test"], "--mixup", "0.2"]  # MixUp alone
 ROWS["plantvillage_plan_mixup"] = [*ROWS["plantvillage_plan"], "--mixup", "0.2"]
 # PlantVillage's healthy potato class has 129 photos, the others 234-425.
 ROWS["plantvillage_plan_balanced"] = [*ROWS["plantvillage_plan"], "--class-weight", "balanced"]
+# Average and max pooling side by side (fastai's concat pooling): a small lesion moves the max.
+ROWS["plantvillage_plan_avgmax"] = [*ROWS["plantvillage_plan"], "--pooling", "avgmax"]
 
 
 def test_columns(metrics):

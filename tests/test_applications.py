@@ -33,6 +33,35 @@ def test_preprocess_layer_round_trips_through_config():
     np.testing.assert_allclose(np.asarray(clone(x)), keras.applications.resnet.preprocess_input(x.copy()))
 
 
+def test_concat_pooling_is_the_average_and_the_maximum_side_by_side(tmp_path):
+    from tests.helpers import assert_saves_and_reloads
+
+    x = np.random.default_rng(0).normal(size=(2, 5, 4, 3)).astype("float32")
+    x[0, 1, 2, 0] = 50.0  # one strong spot moves the maximum, and the average only a little
+    pooled = np.asarray(applications.ConcatPooling2D()(x))
+    np.testing.assert_allclose(pooled, np.concatenate([x.mean(axis=(1, 2)), x.max(axis=(1, 2))], axis=-1), rtol=1e-6)
+    assert pooled[0, 3] == 50.0
+    inputs = keras.Input((5, 4, 3))
+    model = keras.Model(inputs, keras.layers.Dense(2)(applications.global_pooling("avgmax")(inputs)))
+    assert model.layers[1].name == "avgmax_pool" and model.layers[-1].kernel.shape == (6, 2)
+    assert_saves_and_reloads(model, x, tmp_path)
+
+
+@pytest.mark.parametrize("pooling, layer, width", [("avg", "avg_pool", 576), ("max", "max_pool", 576),
+                                                   ("avgmax", "avgmax_pool", 1152)])
+def test_plant_cnn_pools_as_configured(pooling, layer, width):
+    from projects.plant_cnn.config import PlantConfig
+    from projects.plant_cnn.model import build_model
+
+    class Data:
+        class_names = ("a", "b", "c")
+
+    config = PlantConfig(backbone="MobileNetV3Small", weights="none", image_size=32, pooling=pooling)
+    model = build_model(config, Data())
+    assert model.get_layer(layer).output.shape == (None, width)
+    assert model.get_layer("predictions").kernel.shape == (width, 3)
+
+
 def test_any_keras_applications_name_builds():
     backbone, _ = applications.build_backbone("EfficientNetB0", image_size=64, weights="none")
     assert backbone.output_shape[-1] == 1280

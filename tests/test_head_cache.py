@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from tf_finetune.augmentation import ImageAugmentation
 from tf_finetune.config import TrainConfig
+from tf_finetune.models import applications
 from tf_finetune.models import freezing
 from tf_finetune.models.frozen_prefix import split_after
 from tf_finetune.models.trainable import Parts
@@ -20,7 +21,7 @@ from tf_finetune.run_dir import read_history
 from tf_finetune.training import trainer as trainer_lib
 
 
-def image_model(dropout=0.2):
+def image_model(dropout=0.2, pooling="avg"):
     """A tiny 'pretrained' CNN backbone (frozen as built), pooling, dropout and a new head."""
     inputs = keras.Input((8, 8, 3), name="image")
     x = keras.layers.Conv2D(6, 3, activation="relu", name="conv")(inputs)
@@ -30,7 +31,7 @@ def image_model(dropout=0.2):
     image = keras.Input((8, 8, 3), name="image")
     x = keras.layers.Rescaling(1 / 255.0)(image)
     x = backbone(x, training=False)
-    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    x = applications.global_pooling(pooling)(x)
     x = keras.layers.Dropout(dropout, name="head_dropout")(x)
     return keras.Model(image, keras.layers.Dense(2, activation="softmax", name="predictions")(x))
 
@@ -49,10 +50,11 @@ def batches(x, y):
     return train
 
 
-def test_split_after_cuts_after_the_backbone_and_its_pooling_not_the_dropout():
-    model = image_model()
+@pytest.mark.parametrize("pooling, width", [("avg", 6), ("max", 6), ("avgmax", 12)])
+def test_split_after_cuts_after_the_backbone_and_its_pooling_not_the_dropout(pooling, width):
+    model = image_model(pooling=pooling)
     prefix, top = split_after(model, model.get_layer("backbone"))
-    assert prefix.output_shape == (None, 6)
+    assert prefix.output_shape == (None, width)
     assert [layer.name for layer in top.layers[1:]] == ["head_dropout", "predictions"]
     x, _ = images(4)
     np.testing.assert_allclose(top(prefix(x)), model(x), atol=1e-6)

@@ -37,6 +37,12 @@ class PlantConfig(TrainConfig):
         "(a 20000x20000 PNG is a few KB on disk and 1.2 GB decoded): training skips and counts "
         "larger images, predict and the exported SavedModel reject them (0 = no limit).",
     )
+    pooling: str = option(
+        "avg",
+        "How the head pools the backbone's feature map: avg (global average), max (global "
+        "max), or avgmax (both, concatenated: fastai's concat pooling).",
+        ("avg", "max", "avgmax"),
+    )
     dropout: float = option(0.2, "Dropout before the classification layer.")
     # Augmentation, with ImageDataGenerator's argument names and meanings.
     rotation_range: float = option(0.0, "Random rotation range in degrees.")

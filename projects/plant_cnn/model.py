@@ -35,7 +35,7 @@ def build_model(config, data):
     # training=False keeps BatchNorm in inference mode even once the backbone is unfrozen:
     # its statistics came from ImageNet and a small batch would wreck them.
     x = backbone(x, training=False)
-    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    x = applications.global_pooling(config.pooling)(x)
     x = keras.layers.Dropout(config.dropout, name="head_dropout")(x)
     outputs = keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name="predictions")(x)
     return keras.Model(inputs, outputs, name=f"plant_cnn_{backbone_name(config)}")

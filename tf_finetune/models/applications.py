@@ -79,6 +79,39 @@ class ApplicationPreprocess(keras.layers.Layer):
         return config
 
 
+POOLINGS = ("avg", "max", "avgmax")
+
+
+@keras.saving.register_keras_serializable(package="tf_finetune")
+class ConcatPooling2D(keras.layers.Layer):
+    """Global average and global max pooling side by side: (batch, H, W, C) -> (batch, 2C).
+
+    fastai's `AdaptiveConcatPool2d`, the pooling of its default transfer-learning head. The
+    average says how much of the image shows a feature; the maximum says whether any part
+    shows it strongly, which a small lesion on a large leaf does not change the average of.
+    """
+
+    def call(self, inputs):
+        return keras.ops.concatenate([keras.ops.mean(inputs, axis=(1, 2)), keras.ops.max(inputs, axis=(1, 2))],
+                                     axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        channels = None if input_shape[-1] is None else 2 * input_shape[-1]
+        return (input_shape[0], channels)
+
+
+def global_pooling(kind, name=None):
+    """The layer that pools a backbone's feature map to a vector: "avg" (Keras's
+    `GlobalAveragePooling2D`), "max" (`GlobalMaxPooling2D`) or "avgmax" (`ConcatPooling2D`)."""
+    if kind == "avg":
+        return keras.layers.GlobalAveragePooling2D(name=name or "avg_pool")
+    if kind == "max":
+        return keras.layers.GlobalMaxPooling2D(name=name or "max_pool")
+    if kind == "avgmax":
+        return ConcatPooling2D(name=name or "avgmax_pool")
+    raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}. Received: {kind!r}")
+
+
 def keras_weights_filename(ctor, alpha, image_size):
     """The file name Keras downloads for no-top ImageNet weights, where it is regular."""
     rows = image_size if image_size in (128, 160, 192, 224) else 224

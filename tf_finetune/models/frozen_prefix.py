@@ -92,7 +92,7 @@ def split_model(model):
 # Weightless layers after a backbone that compute the same at training and inference, and so
 # may join a cached prefix (dropout and noise layers may not).
 _DETERMINISTIC = ("GlobalAveragePooling1D", "GlobalAveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D",
-                  "Flatten")
+                  "ConcatPooling2D", "Flatten")
 
 
 def split_after(model, layer):
