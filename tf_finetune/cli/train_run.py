@@ -93,7 +93,7 @@ def _train(project, config, trainer, *, data_dir, smoke, export_dir, request, re
                             "label's class, and this command trains with a loss of its own (distillation "
                             "targets, a sequence loss): leave --class-weight at none.")
         fit["class_weight"] = weights
-        record = {**record, "class_weight": dict(zip(data.class_names, (weights[i] for i in range(len(weights)))))}
+        record = {**record, "class_weight": {name: weights[i] for i, name in enumerate(data.class_names)}}
         logger.info("Class weights (%s): %s.", config.class_weight, class_weights.describe(weights, data.class_names))
     stage_teacher.check_plan(plan, fit)  # before anything is written
     if "mixing" in fit:
