@@ -57,6 +57,18 @@ def test_balanced_without_counts_and_unknown_names_are_refused():
         class_weights.resolve("balanced", (), None)
 
 
+def test_a_command_with_a_loss_of_its_own_refuses_weights():
+    class Data:
+        class_names = ("a", "b")
+        info = {"train_counts": {"a": 3, "b": 1}}
+
+    config = TrainConfig(class_weight="balanced")
+    assert class_weights.for_data(config, Data()) == pytest.approx({0: 4 / 6, 1: 2.0})
+    with pytest.raises(UserError, match="trains with a loss of its own"):
+        class_weights.for_data(config, Data(), loss="a distillation loss")
+    assert class_weights.for_data(TrainConfig(), Data(), loss="a distillation loss") is None
+
+
 def _overlapping(n0, n1, seed):
     """1-D points: class 0 around -1, class 1 around +1, both with unit spread."""
     rng = np.random.default_rng(seed)

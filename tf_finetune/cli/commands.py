@@ -89,10 +89,7 @@ def lr_find(project, args):
             rate_scales=optimizers.stage_rate_scales(model, stage.layer_decay, stage.loraplus_lr_ratio))
     compile_args = project.task.compile_args(config)
     stage_teacher.check_plan([stage], compile_args)
-    weights = class_weights.for_data(config, data)
-    if weights is not None and compile_args.get("loss") is not None:
-        raise UserError(f"--class-weight {config.class_weight}: {project.name} trains with a loss of its own, "
-                        "which class weights do not apply to: leave --class-weight at none.")
+    weights = class_weights.for_data(config, data, loss=compile_args.get("loss"))
     train = data.train_batches or data.train
     mixing = data.mixing if data.mixing is not None and data.mixing.active else None
     if mixing is not None:

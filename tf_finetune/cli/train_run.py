@@ -16,7 +16,6 @@ import shutil
 import sys
 import time
 
-from tf_finetune.errors import UserError
 from tf_finetune.run_dir import RunDir
 
 logger = logging.getLogger("tf_finetune")
@@ -86,12 +85,8 @@ def _train(project, config, trainer, *, data_dir, smoke, export_dir, request, re
         fit["mixing"] = data.mixing
     if fit_overrides is not None:
         fit.update(fit_overrides(data))
-    weights = class_weights.for_data(config, data)
+    weights = class_weights.for_data(config, data, loss=fit.get("loss"))
     if weights is not None:
-        if fit.get("loss") is not None:
-            raise UserError(f"--class-weight {config.class_weight}: weights the classification loss by each "
-                            "label's class, and this command trains with a loss of its own (distillation "
-                            "targets, a sequence loss): leave --class-weight at none.")
         fit["class_weight"] = weights
         record = {**record, "class_weight": {name: weights[i] for i, name in enumerate(data.class_names)}}
         logger.info("Class weights (%s): %s.", config.class_weight, class_weights.describe(weights, data.class_names))

@@ -79,10 +79,16 @@ def resolve(spec, class_names, train_counts=None):
     return {i: parsed.get(name, 1.0) for i, name in enumerate(class_names)}
 
 
-def for_data(config, data):
+def for_data(config, data, loss=None):
     """`resolve` for a run: `config.class_weight` over a project's `Data` (its class names and
-    `info["train_counts"]`)."""
-    return resolve(config.class_weight, data.class_names, data.info.get("train_counts"))
+    `info["train_counts"]`). `loss`: the command's own loss (a distillation's, a sequence
+    loss), if any, which class weights do not apply to: a `UserError` when weights are asked."""
+    weights = resolve(config.class_weight, data.class_names, data.info.get("train_counts"))
+    if weights is not None and loss is not None:
+        raise UserError(f"--class-weight {config.class_weight}: weights the classification loss by each label's "
+                        "class, and this command trains with a loss of its own (distillation targets, a sequence "
+                        "loss): leave --class-weight at none.")
+    return weights
 
 
 def describe(weights, class_names):
