@@ -142,6 +142,55 @@ def test_grid_size_counts_conditional_fields_only_where_active(tmp_path):
     assert space_lib.grid_size(params) == (1 + 2 + 1) * 2
 
 
+def test_the_first_trial_starts_from_the_base_config_where_the_space_holds_it(tmp_path):
+    params = space_lib.read_space(_space(tmp_path, """
+        [learning_rate]
+        type = "float"
+        min_value = 1e-4
+        max_value = 1e-2
+        sampling = "log"
+        [optimizer]
+        type = "choice"
+        values = ["adam", "sgd"]
+        [weight_decay]
+        type = "choice"
+        values = [0.001, 0.01]
+        parent_name = "optimizer"
+        parent_values = ["sgd"]
+        [image_size]
+        type = "int"
+        min_value = 160
+        max_value = 320
+        step = 32
+        [stages.2.epochs]
+        type = "int"
+        min_value = 2
+        max_value = 6
+        """), PlantConfig)
+    stages = ({"name": "head", "epochs": 2, "trainable": "head"}, {"name": "top", "epochs": 3, "trainable": "top:4"})
+    config = PlantConfig(learning_rate=0.003, image_size=224, stages=stages)
+    # weight_decay is only searched under sgd: the base config's adam leaves it out.
+    assert space_lib.starting_values(params, config) == (
+        {"learning_rate": 0.003, "optimizer": "adam", "image_size": 224, "stages.2.epochs": 3}, None)
+    for outside, why in [({"learning_rate": 0.05}, "learning_rate = 0.05 is outside"),
+                         ({"image_size": 200}, "image_size = 200 is outside"),  # off the step
+                         ({"optimizer": "sgd", "weight_decay": 0.004}, "weight_decay = 0.004 is outside")]:
+        assert space_lib.starting_values(params, dataclasses.replace(config, **outside)) == (None, why + " its space")
+    assert space_lib.starting_values(params, dataclasses.replace(config, optimizer="sgd", weight_decay=0.01))[0][
+        "weight_decay"] == 0.01
+
+
+def test_a_spaces_own_default_wins_and_must_lie_inside_it(tmp_path):
+    text = '[dropout]\ntype = "choice"\nvalues = [0.2, 0.5]\ndefault = {}\n'
+    params = space_lib.read_space(_space(tmp_path, text.format(0.5)), PlantConfig)
+    assert space_lib.starting_values(params, PlantConfig(dropout=0.2)) == ({"dropout": 0.5}, None)
+    with pytest.raises(UserError, match="dropout: default = 0.3 is not one of the values it searches"):
+        space_lib.read_space(_space(tmp_path, text.format(0.3)), PlantConfig)
+    flag = space_lib.read_space(_space(tmp_path, '[horizontal_flip]\ntype = "choice"\nvalues = [0, 1]\n'),
+                                PlantConfig)[0]
+    assert not flag.contains(True) and flag.contains(1)  # True is not the number 1 here
+
+
 def test_best_toml_round_trips_to_the_same_config(tmp_path):
     config = PlantConfig(dropout=0.35, learning_rate=3e-4, horizontal_flip=False, brightness_range=(0.8, 1.2),
                          stages=({"name": "head", "epochs": 2, "trainable": "head", "learning_rate": 3e-3},

@@ -126,6 +126,20 @@ def test_grid_runs_every_combination_once_best_first_and_best_toml_reproduces_it
     assert os.path.isfile(tmp_path / "exports" / "1" / "saved_model.pb")
 
 
+def test_the_first_trial_is_the_base_config_then_the_tuner_chooses(reviews, tmp_path, capsys):
+    """Bayesian optimisation (random at first) would not try the config the search starts from:
+    its first trial does, so the table holds the starting point, scored the same way."""
+    tune_dir = tmp_path / "search"
+    args = tune_args(reviews, _space(tmp_path, RATE), tune_dir, "--tuner", "bayesian", "--max-trials", "2",
+                     "--epochs", "1", "--learning-rate", "0.003")
+    result = call_cli(PROJECT, args, capsys)
+    assert result.status == 0, result.err[-3000:]
+    rates = [_config(tune_dir, t)["learning_rate"] for t in _trials(tune_dir)]
+    assert rates[0] == 0.003 and rates[1] != 0.003
+    assert "The first trial takes the base config's settings (or the space's defaults): learning_rate=0.003." in (
+        result.out + result.err)
+
+
 @pytest.mark.slow  # ~20 s; resuming a search is tested by the SIGKILL test
 def test_a_finished_search_goes_on_with_a_larger_max_trials(reviews, tmp_path, capsys):
     tune_dir = tmp_path / "search"

@@ -32,7 +32,8 @@ step = 2
 Types are KerasTuner's: `choice` (`values`, `ordered`), `int` and `float` (`min_value`,
 `max_value`, `step`, `sampling` = linear, log or reverse_log), `boolean`, `fixed` (`value`);
 `parent_name`/`parent_values` make a field conditional (`hp.conditional_scope`). `min`/`max`
-are accepted for `min_value`/`max_value`.
+are accepted for `min_value`/`max_value`. The first trial takes each field's `default`, else the
+base config's value (`starting_values`), so a search tries its starting point first.
 
 No TensorFlow here: a space is read and checked against the config class (every field known,
 every bound and choice a valid value of it) before a search writes anything.
@@ -61,7 +62,7 @@ class Param:
         values: `choice`'s values (`fixed`: its one value).
         min_value, max_value, step, sampling: `int` and `float` ranges.
         ordered: `choice`: whether the values are ordered (KerasTuner's default for numbers).
-        default: the value KerasTuner starts from (its default when None).
+        default: the first trial's value (None: the base config's, `starting_values`).
         parent_name, parent_values: the choice this field depends on, and the values for
             which it is searched (None: always).
     """
@@ -91,6 +92,25 @@ class Param:
             n = int(math.floor((self.max_value - self.min_value) / self.step + 1e-9))
             return [self.min_value + i * self.step for i in range(n + 1)]
         return None
+
+    def contains(self, value):
+        """Whether `value` is one of the points this field can take."""
+        if value is None:
+            return False
+        if self.type in ("choice", "fixed"):
+            return any(v == value and isinstance(v, bool) == isinstance(value, bool) for v in self.values)
+        if self.type == "boolean":
+            return isinstance(value, bool)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if not self.min_value <= value <= self.max_value:
+            return False
+        if self.type == "int":
+            return float(value).is_integer() and (not self.step or (value - self.min_value) % self.step == 0)
+        if self.step:
+            n = (value - self.min_value) / self.step
+            return abs(n - round(n)) < 1e-6
+        return True
 
     def extremes(self):
         """The values whose validity stands for the whole field: choices, or both bounds."""
@@ -190,10 +210,14 @@ def _param(flag, name, spec, config_class):
     parent_values = spec.get("parent_values", ())
     if ("parent_name" in spec) != ("parent_values" in spec):
         raise UserError(f"{where}: a conditional field needs both parent_name and parent_values.")
-    return Param(name=name, type=kind, values=tuple(values), min_value=low, max_value=high, step=spec.get("step"),
-                 sampling=spec.get("sampling", "linear"), ordered=spec.get("ordered"), default=spec.get("default"),
-                 parent_name=spec.get("parent_name"),
-                 parent_values=tuple(parent_values if isinstance(parent_values, list) else [parent_values]))
+    param = Param(name=name, type=kind, values=tuple(values), min_value=low, max_value=high, step=spec.get("step"),
+                  sampling=spec.get("sampling", "linear"), ordered=spec.get("ordered"), default=spec.get("default"),
+                  parent_name=spec.get("parent_name"),
+                  parent_values=tuple(parent_values if isinstance(parent_values, list) else [parent_values]))
+    if param.default is not None and not param.contains(param.default):
+        raise UserError(f"{where}: default = {param.default!r} is not one of the values it searches; give a value "
+                        "inside its space, or leave default out (the first trial then takes the base config's).")
+    return param
 
 
 def _check_field(where, name, config_class):
@@ -241,6 +265,35 @@ def check_space(params, config):
             except UserError as e:
                 raise UserError(f"--space: {p.name} = {value!r} is not a valid setting ({e}): narrow its range "
                                 "to valid values.") from None
+
+
+def starting_values(params, config):
+    """The first trial's settings: each field's `default` from the space file, else the base
+    config's own value, so that a search tries the config it starts from before anything else
+    (KerasTuner's grid already starts from the defaults). Returns `({name: value}, None)`, or
+    `(None, why)` when a field's base value lies outside its space (the search then starts at
+    random). Conditional fields count only where their parent's value makes them active."""
+    values = {}
+    for p in params:
+        if p.parent_name and values.get(p.parent_name) not in p.parent_values:
+            continue
+        if p.type == "fixed":
+            values[p.name] = p.values[0]
+            continue
+        value = p.default if p.default is not None else _base_value(config, p.name)
+        if not p.contains(value):
+            return None, f"{p.name} = {value!r} is outside its space"
+        values[p.name] = value
+    return values, None
+
+
+def _base_value(config, name):
+    """`config`'s value of a field or of `stages.N.FIELD` (None when that stage does not set it)."""
+    if not name.startswith("stages."):
+        return getattr(config, name)
+    _, number, field = name.split(".", 2)
+    stages = config.stages
+    return stages[int(number) - 1].get(field) if int(number) <= len(stages) else None
 
 
 def grid_size(params):

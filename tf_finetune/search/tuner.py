@@ -196,19 +196,30 @@ def _make_tuner(search, kt, *, data_dir, smoke):
     objective = kt.Objective(search.objective, search.direction)
     common = dict(objective=objective, seed=search.config.seed, max_retries_per_trial=0,
                   max_consecutive_failed_trials=3)
-    if search.tuner == "grid":
+    start, why = space_lib.starting_values(search.params, search.config)
+    if start is None:
+        logger.info("The search starts at random: the base config's %s.", why)
+        params = search.params
+    else:  # KerasTuner's defaults are the first trial's values
+        params = [dataclasses.replace(p, default=start[p.name]) if p.name in start else p for p in search.params]
+        logger.info("The first trial takes the base config's settings (or the space's defaults): %s.",
+                    ", ".join(f"{k}={results_lib.format_value(v)}" for k, v in start.items()))
+    if search.tuner == "grid":  # KerasTuner's grid starts from the defaults itself
         oracle = kt.oracles.GridSearchOracle(max_trials=search.max_trials, **common)
     elif search.tuner == "random":
-        oracle = kt.oracles.RandomSearchOracle(max_trials=search.max_trials, **common)
+        oracle = _starting_from_defaults(kt.oracles.RandomSearchOracle, kt, start)(max_trials=search.max_trials,
+                                                                                    **common)
     elif search.tuner == "bayesian":
-        oracle = kt.oracles.BayesianOptimizationOracle(max_trials=search.max_trials, **common)
+        oracle = _starting_from_defaults(kt.oracles.BayesianOptimizationOracle, kt, start)(
+            max_trials=search.max_trials, **common)
     else:
-        oracle = kt.oracles.HyperbandOracle(max_epochs=search.max_epochs, factor=3, **common)
+        oracle = _starting_from_defaults(kt.oracles.HyperbandOracle, kt, start)(max_epochs=search.max_epochs,
+                                                                                factor=3, **common)
         oracle.max_trials = search.max_trials
 
     class SpaceModel(kt.HyperModel):
         def build(self, hp):
-            for param in search.params:
+            for param in params:
                 param.declare(hp)
 
     class TrialTuner(kt.engine.base_tuner.BaseTuner):
@@ -227,6 +238,28 @@ def _make_tuner(search, kt, *, data_dir, smoke):
             pass  # the trial's run directory holds its model
 
     return TrialTuner(oracle=oracle, hypermodel=SpaceModel(), directory=search.path, project_name=ORACLE)
+
+
+def _starting_from_defaults(oracle_class, kt, start):
+    """`oracle_class` whose first trial takes every field's default (the base config's values,
+    `space.starting_values`) instead of random ones; after that, its own way. A resumed search
+    knows what it tried (KerasTuner's state), so the base config is never run twice."""
+    if start is None:
+        return oracle_class
+
+    class StartingOracle(oracle_class):
+        def _random_values(self):
+            if self._tried_so_far:
+                return super()._random_values()
+            hps = kt.HyperParameters()
+            for hp in self.hyperparameters.space:
+                hps.merge([hp])
+                if hps.is_active(hp):
+                    hps.values[hp.name] = hp.default
+            return hps.values
+
+    StartingOracle.__name__ = oracle_class.__name__
+    return StartingOracle
 
 
 def trial_config(search, hp):
