@@ -10,11 +10,15 @@ unfrozen, label smoothing, dropout) from configs/flowers.toml, every trial holdi
 accuracy is reported beside flowers.toml's on the same split (`--baseline RUN`: the
 flowers_test row of plant_accuracy.py, seed 42).
 
+flowers_search_bayesian: the same space and split, searched by Bayesian optimisation over 12
+full-length trials; its first trial is flowers.toml itself, the baseline.
+
 imdb_search: the same for sentiment_lstm on IMDB split by film (the test split too): a Bayesian
 search of 10 trials over configs/imdb_space.toml from configs/imdb.toml, against imdb_test,
 configs/imdb.toml itself on the same test split (`--baseline` defaults to that row's run).
 
     python benchmarks/search.py --rows flowers_search --baseline runs/benchmarks/plant_cnn/flowers_test
+    python benchmarks/search.py --rows flowers_search_bayesian
     python benchmarks/search.py --rows imdb_test imdb_search
     python benchmarks/search.py --rows sst2_2k_folds --imdb runs/benchmarks/sentiment_lstm/imdb
     python benchmarks/search.py --rows flowers_folds
@@ -35,6 +39,11 @@ ROWS = {
     "flowers_search": ("plant_cnn", ["tune", "--config", f"{PLANT}/flowers.toml", "--space",
                                      f"{PLANT}/flowers_space.toml", "--tuner", "hyperband", "--max-trials", "26",
                                      "--test-split", "0.2", "--data-dir", "{data}/flowers", "--tune-dir", "{out}"]),
+    # The same space and split, Bayesian over full-length trials; its first trial is flowers.toml.
+    "flowers_search_bayesian": ("plant_cnn", ["tune", "--config", f"{PLANT}/flowers.toml", "--space",
+                                              f"{PLANT}/flowers_space.toml", "--tuner", "bayesian", "--max-trials",
+                                              "12", "--test-split", "0.2", "--data-dir", "{data}/flowers",
+                                              "--tune-dir", "{out}"]),
     "imdb_test": ("sentiment_lstm", ["train", "--config", f"{SENTIMENT}/imdb.toml", "--test-split", "0.2",
                                      "--data-dir", "{data}/imdb", "--output-dir", "{out}"]),
     "imdb_search": ("sentiment_lstm", ["tune", "--config", f"{SENTIMENT}/imdb.toml", "--space",
@@ -53,8 +62,10 @@ ROWS = {
                                     "--folds", "5", "--output-dir", "{out}"]),
 }
 # A search row's hand-found config: its name, and the row whose run scores it on the same test
-# split (None: `--baseline RUN`).
-HAND_FOUND = {"flowers_search": ("flowers.toml", None), "imdb_search": ("imdb.toml", "imdb_test")}
+# split (None: `--baseline RUN`; TRIAL_00: the search's first trial, which is the base config).
+TRIAL_00 = os.path.join("trials", "00")
+HAND_FOUND = {"flowers_search": ("flowers.toml", None), "imdb_search": ("imdb.toml", "imdb_test"),
+              "flowers_search_bayesian": ("flowers.toml (trial 00)", TRIAL_00)}
 
 
 def run_row(name, args):
@@ -110,6 +121,8 @@ def describe(name, out, baseline):
     result = (f"chosen trial {best} ({chosen}): validation {100 * metrics['accuracy']:.2f}%, "
               f"**test {100 * metrics['test']['accuracy']:.2f}%**")
     hand, row = HAND_FOUND[name]
+    if row == TRIAL_00:
+        baseline = os.path.join(out, row)
     baseline = baseline or (os.path.join(os.path.dirname(out), row) if row else None)
     if baseline and os.path.exists(baseline):
         _, base, _, _ = runs.read_run(baseline)
