@@ -10,7 +10,7 @@ unfrozen, label smoothing, dropout) from configs/flowers.toml, every trial holdi
 accuracy is reported beside flowers.toml's on the same split (`--baseline RUN`: the
 flowers_test row of plant_accuracy.py, seed 42).
 
-flowers_search_bayesian: the same space and split, searched by Bayesian optimisation over 12
+flowers_search_bayesian: the same space and split, searched by Bayesian optimisation over 10
 full-length trials; its first trial is flowers.toml itself, the baseline.
 
 imdb_search: the same for sentiment_lstm on IMDB split by film (the test split too): a Bayesian
@@ -42,7 +42,7 @@ ROWS = {
     # The same space and split, Bayesian over full-length trials; its first trial is flowers.toml.
     "flowers_search_bayesian": ("plant_cnn", ["tune", "--config", f"{PLANT}/flowers.toml", "--space",
                                               f"{PLANT}/flowers_space.toml", "--tuner", "bayesian", "--max-trials",
-                                              "12", "--test-split", "0.2", "--data-dir", "{data}/flowers",
+                                              "10", "--test-split", "0.2", "--data-dir", "{data}/flowers",
                                               "--tune-dir", "{out}"]),
     "imdb_test": ("sentiment_lstm", ["train", "--config", f"{SENTIMENT}/imdb.toml", "--test-split", "0.2",
                                      "--data-dir", "{data}/imdb", "--output-dir", "{out}"]),
