@@ -178,6 +178,20 @@ def test_the_first_trial_starts_from_the_base_config_where_the_space_holds_it(tm
         assert space_lib.starting_values(params, dataclasses.replace(config, **outside)) == (None, why + " its space")
     assert space_lib.starting_values(params, dataclasses.replace(config, optimizer="sgd", weight_decay=0.01))[0][
         "weight_decay"] == 0.01
+    assert space_lib.starting_values(params, dataclasses.replace(config, stages=stages[:1])) == (
+        None, "stages.2.epochs is not set")
+    # A stage that leaves a field out takes the config's flat setting, or the stage's default.
+    rates = space_lib.read_space(_space(tmp_path, """
+        [stages.2.learning_rate]
+        type = "float"
+        min_value = 1e-5
+        max_value = 1e-2
+        [stages.2.distill_alpha]
+        type = "choice"
+        values = [0.0, 0.5]
+        """, "rates.toml"), PlantConfig)
+    assert space_lib.starting_values(rates, config) == (
+        {"stages.2.learning_rate": 0.003, "stages.2.distill_alpha": 0.0}, None)
 
 
 def test_a_spaces_own_default_wins_and_must_lie_inside_it(tmp_path):

@@ -281,6 +281,8 @@ def starting_values(params, config):
             values[p.name] = p.values[0]
             continue
         value = p.default if p.default is not None else _base_value(config, p.name)
+        if value is None:
+            return None, f"{p.name} is not set"
         if not p.contains(value):
             return None, f"{p.name} = {value!r} is outside its space"
         values[p.name] = value
@@ -288,12 +290,23 @@ def starting_values(params, config):
 
 
 def _base_value(config, name):
-    """`config`'s value of a field or of `stages.N.FIELD` (None when that stage does not set it)."""
+    """`config`'s value of a field or of `stages.N.FIELD`: a stage that leaves the field out
+    takes the config's flat setting (`stages.FROM_CONFIG`) or the stage's default. None when
+    the plan has no stage N or the field has no default."""
     if not name.startswith("stages."):
         return getattr(config, name)
+    from tf_finetune.training import stages  # no TensorFlow there
+
     _, number, field = name.split(".", 2)
-    stages = config.stages
-    return stages[int(number) - 1].get(field) if int(number) <= len(stages) else None
+    if int(number) > len(config.stages):
+        return None
+    spec = config.stages[int(number) - 1]
+    if field in spec:
+        return spec[field]
+    if field in stages.FROM_CONFIG:
+        return getattr(config, field)
+    default = next((f.default for f in dataclasses.fields(stages.Stage) if f.name == field), None)
+    return None if default is dataclasses.MISSING else default
 
 
 def grid_size(params):

@@ -206,16 +206,14 @@ def _make_tuner(search, kt, *, data_dir, smoke):
                     ", ".join(f"{k}={results_lib.format_value(v)}" for k, v in start.items()))
     if search.tuner == "grid":  # KerasTuner's grid starts from the defaults itself
         oracle = kt.oracles.GridSearchOracle(max_trials=search.max_trials, **common)
-    elif search.tuner == "random":
-        oracle = _starting_from_defaults(kt.oracles.RandomSearchOracle, kt, start)(max_trials=search.max_trials,
-                                                                                    **common)
-    elif search.tuner == "bayesian":
-        oracle = _starting_from_defaults(kt.oracles.BayesianOptimizationOracle, kt, start)(
-            max_trials=search.max_trials, **common)
-    else:
+    elif search.tuner == "hyperband":
         oracle = _starting_from_defaults(kt.oracles.HyperbandOracle, kt, start)(max_epochs=search.max_epochs,
                                                                                 factor=3, **common)
         oracle.max_trials = search.max_trials
+    else:
+        oracle_class = {"random": kt.oracles.RandomSearchOracle,
+                        "bayesian": kt.oracles.BayesianOptimizationOracle}[search.tuner]
+        oracle = _starting_from_defaults(oracle_class, kt, start)(max_trials=search.max_trials, **common)
 
     class SpaceModel(kt.HyperModel):
         def build(self, hp):
