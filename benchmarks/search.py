@@ -123,7 +123,8 @@ def describe(name, out, baseline):
     hand, row = HAND_FOUND[name]
     if row == TRIAL_00:
         baseline = os.path.join(out, row)
-    baseline = baseline or (os.path.join(os.path.dirname(out), row) if row else None)
+    elif row and not baseline:
+        baseline = os.path.join(os.path.dirname(out), row)
     if baseline and os.path.exists(baseline):
         _, base, _, _ = runs.read_run(baseline)
         result += (f"; {hand} on the same split: validation {100 * base['accuracy']:.2f}%, "

@@ -192,6 +192,11 @@ def test_the_first_trial_starts_from_the_base_config_where_the_space_holds_it(tm
         """, "rates.toml"), PlantConfig)
     assert space_lib.starting_values(rates, config) == (
         {"stages.2.learning_rate": 0.003, "stages.2.distill_alpha": 0.0}, None)
+    # What trains carries over from the stage before, as the plan expands it.
+    trainable = space_lib.read_space(_space(tmp_path, '[stages.2.trainable]\ntype = "choice"\nvalues = ["head", "all"]\n',
+                                            "trainable.toml"), PlantConfig)
+    carried = dataclasses.replace(config, stages=(stages[0], {"name": "more", "epochs": 3}))
+    assert space_lib.starting_values(trainable, carried) == ({"stages.2.trainable": "head"}, None)
 
 
 def test_a_spaces_own_default_wins_and_must_lie_inside_it(tmp_path):

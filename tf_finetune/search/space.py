@@ -94,23 +94,14 @@ class Param:
         return None
 
     def contains(self, value):
-        """Whether `value` is one of the points this field can take."""
+        """Whether `value` is one of the points this field can take (`True` is not the number 1)."""
         if value is None:
             return False
-        if self.type in ("choice", "fixed"):
-            return any(v == value and isinstance(v, bool) == isinstance(value, bool) for v in self.values)
-        if self.type == "boolean":
-            return isinstance(value, bool)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            return False
-        if not self.min_value <= value <= self.max_value:
-            return False
-        if self.type == "int":
-            return float(value).is_integer() and (not self.step or (value - self.min_value) % self.step == 0)
-        if self.step:
-            n = (value - self.min_value) / self.step
-            return abs(n - round(n)) < 1e-6
-        return True
+        candidates = self.candidates()
+        if candidates is not None:
+            return any(_same(v, value) for v in candidates)
+        return not isinstance(value, bool) and isinstance(value, (int, float)) and (
+            self.min_value <= value <= self.max_value)
 
     def extremes(self):
         """The values whose validity stands for the whole field: choices, or both bounds."""
@@ -141,6 +132,15 @@ class Param:
 
     def to_dict(self):
         return {k: v for k, v in dataclasses.asdict(self).items() if v not in (None, (), "linear") or k == "type"}
+
+
+def _same(a, b):
+    """Equal values of one kind: numbers within rounding (a float grid's steps), bools only to bools."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+    return a == b
 
 
 def read_space(path, config_class):
@@ -290,23 +290,13 @@ def starting_values(params, config):
 
 
 def _base_value(config, name):
-    """`config`'s value of a field or of `stages.N.FIELD`: a stage that leaves the field out
-    takes the config's flat setting (`stages.FROM_CONFIG`) or the stage's default. None when
-    the plan has no stage N or the field has no default."""
+    """`config`'s value of a field, or of `stages.N.FIELD` as the plan fills it in."""
     if not name.startswith("stages."):
         return getattr(config, name)
     from tf_finetune.training import stages  # no TensorFlow there
 
     _, number, field = name.split(".", 2)
-    if int(number) > len(config.stages):
-        return None
-    spec = config.stages[int(number) - 1]
-    if field in spec:
-        return spec[field]
-    if field in stages.FROM_CONFIG:
-        return getattr(config, field)
-    default = next((f.default for f in dataclasses.fields(stages.Stage) if f.name == field), None)
-    return None if default is dataclasses.MISSING else default
+    return stages.spec_value(config, int(number) - 1, field)
 
 
 def grid_size(params):

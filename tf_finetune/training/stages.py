@@ -290,6 +290,24 @@ def expand(config, num_blocks=None):
     return plan
 
 
+def spec_value(config, index, field):
+    """What `config.stages[index]` takes for `field` as `expand` fills it in: its own value, else
+    (for `trainable`) the stage before's, else the config's flat setting (`FROM_CONFIG`), else
+    `Stage`'s default. None when the plan has no such stage or the field has no default (epochs)."""
+    if index >= len(config.stages):
+        return None
+    spec = config.stages[index]
+    if field in spec:
+        return spec[field]
+    if field == "trainable" and "technique" not in spec:
+        return spec_value(config, index - 1, field) if index else "as_built"
+    base = _defaults(config, index)
+    if field in base:
+        return base[field]
+    default = next((f.default for f in dataclasses.fields(Stage) if f.name == field), None)
+    return None if default is dataclasses.MISSING else default
+
+
 def check_against_model(plan, *, num_blocks, layer_names, lora_targets, has_backbone, train_examples):
     """Checks a plan against the model and data it will train: one line naming the stage and
     field for a block count past the model's, an unknown layer, a LoRA target the model does
